@@ -1,0 +1,11 @@
+//! The migrations themselves, one module each, listed in order in [`ALL`].
+
+use super::Migration;
+
+mod v001_initial_indexes;
+
+pub(crate) static ALL: &[Migration] = &[Migration {
+    version: 1,
+    name: "initial_indexes",
+    up: v001_initial_indexes::up,
+}];

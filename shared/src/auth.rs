@@ -1,0 +1,215 @@
+//! Login by mobile OTP, sessions and tokens.
+//!
+//! - `request_otp`: a fresh 6-digit OTP (CSPRNG), stored hashed, valid `OTP_TTL_SECS`; a new
+//!   request replaces the old one; at most 5 requests per mobile per 15 minutes.
+//! - `verify`: the first verify of a mobile creates the user, later ones find the same user
+//!   (stable identity, enforced by the unique index on `mobile`); 5 wrong tries kill the OTP;
+//!   an OTP works once. Returns a fresh session token.
+//! - `authenticate` / `logout`: tokens are stored only as SHA-256 hashes in `sessions`.
+
+use std::time::Duration;
+
+use bson::{doc, oid::ObjectId};
+use chrono::TimeDelta;
+use mongodb::options::ReturnDocument;
+
+use crate::api::{OtpIssued, SessionIssued};
+use crate::app::App;
+use crate::domain::{DisplayName, Mobile, Otp, Token, UserId};
+use crate::error::{AuthError, Error, Result, StoreError};
+use crate::store::{OtpDoc, SessionDoc, UserDoc, is_duplicate_key};
+use crate::time::{self, Timestamp};
+
+/// Requests allowed per mobile within [`RATE_WINDOW`].
+pub const MAX_REQUESTS: usize = 5;
+pub const RATE_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Wrong tries after which an OTP is dead.
+pub const MAX_ATTEMPTS: i32 = 5;
+
+fn delta(d: Duration) -> TimeDelta {
+    TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
+}
+
+/// Issues a new OTP for `mobile`, replacing any earlier one.
+pub async fn request_otp(app: &App, mobile: Mobile) -> Result<OtpIssued> {
+    let otps = &app.store.otps;
+    // Compare-and-swap on `rev`: concurrent requests for one number cannot both slip under
+    // the limit.
+    for _ in 0..8 {
+        let now = time::now();
+        let existing = otps.find_one(doc! { "_id": mobile.as_str() }).await?;
+        let window_start = now - delta(RATE_WINDOW);
+        let mut recent: Vec<Timestamp> = existing
+            .as_ref()
+            .map(|d| d.requests.iter().map(|t| time::from_bson(*t)).filter(|t| *t > window_start).collect())
+            .unwrap_or_default();
+        recent.sort();
+        if recent.len() >= MAX_REQUESTS {
+            let free_at = recent[recent.len() - MAX_REQUESTS] + delta(RATE_WINDOW);
+            let wait = (free_at - now).to_std().unwrap_or(Duration::ZERO);
+            let retry_after = Duration::from_secs(wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(Duration::from_secs(1));
+            return Err(AuthError::RateLimited { retry_after }.into());
+        }
+        recent.push(now);
+        let otp = Otp::generate();
+        let expires_at = now + delta(app.config.otp_ttl);
+        let rev = existing.as_ref().map_or(0, |d| d.rev) + 1;
+        let new_doc = OtpDoc {
+            mobile: mobile.as_str().to_owned(),
+            otp_hash: otp.hash(&mobile),
+            expires_at: time::to_bson(expires_at),
+            attempts: 0,
+            used: false,
+            requests: recent.iter().map(|t| time::to_bson(*t)).collect(),
+            rev,
+            purge_at: time::to_bson(now + delta(RATE_WINDOW).max(delta(app.config.otp_ttl))),
+        };
+        let written = match &existing {
+            Some(old) => {
+                let res = otps
+                    .replace_one(doc! { "_id": mobile.as_str(), "rev": old.rev }, &new_doc)
+                    .await?;
+                res.matched_count == 1
+            }
+            None => match otps.insert_one(&new_doc).await {
+                Ok(_) => true,
+                Err(e) if is_duplicate_key(&e) => false,
+                Err(e) => return Err(e.into()),
+            },
+        };
+        if written {
+            return Ok(OtpIssued {
+                mobile: mobile.as_str().to_owned(),
+                otp: otp.as_str().to_owned(),
+                expires_in: app.config.otp_ttl.as_secs(),
+            });
+        }
+    }
+    Err(StoreError::LockTimeout(format!("otp:{}", mobile.as_str())).into())
+}
+
+/// Checks `otp`, creates the user on first login, and opens a session.
+pub async fn verify(app: &App, mobile: Mobile, otp: Otp) -> Result<SessionIssued> {
+    let otps = &app.store.otps;
+    let now = time::now();
+    let Some(stored) = otps.find_one(doc! { "_id": mobile.as_str() }).await? else {
+        return Err(AuthError::OtpInvalid.into());
+    };
+    if stored.used {
+        return Err(AuthError::OtpInvalid.into());
+    }
+    if stored.attempts >= MAX_ATTEMPTS {
+        return Err(AuthError::OtpLocked.into());
+    }
+    if time::from_bson(stored.expires_at) <= now {
+        return Err(AuthError::OtpExpired.into());
+    }
+    if !constant_time_eq(otp.hash(&mobile).as_bytes(), stored.otp_hash.as_bytes()) {
+        otps.update_one(
+            doc! { "_id": mobile.as_str(), "rev": stored.rev, "used": false },
+            doc! { "$inc": { "attempts": 1 } },
+        )
+        .await?;
+        return Err(AuthError::OtpInvalid.into());
+    }
+    // Claim the OTP: only one verify can flip `used`.
+    let claimed = otps
+        .update_one(
+            doc! { "_id": mobile.as_str(), "rev": stored.rev, "used": false, "attempts": { "$lt": MAX_ATTEMPTS } },
+            doc! { "$set": { "used": true } },
+        )
+        .await?;
+    if claimed.modified_count != 1 {
+        return Err(AuthError::OtpInvalid.into());
+    }
+    let user = find_or_create_user(app, &mobile).await?;
+    let token = Token::generate();
+    let expires_at = now + delta(app.config.token_ttl);
+    app.store
+        .sessions
+        .insert_one(SessionDoc {
+            token_hash: token.hash(),
+            user_id: user.id,
+            created_at: time::to_bson(now),
+            expires_at: time::to_bson(expires_at),
+        })
+        .await?;
+    Ok(SessionIssued {
+        token: token.expose().to_owned(),
+        user_id: UserId::from_object_id(user.id),
+        display_name: app.experiments.present_name(&user.display_name),
+        expires_at,
+    })
+}
+
+async fn find_or_create_user(app: &App, mobile: &Mobile) -> Result<UserDoc> {
+    let users = &app.store.users;
+    for _ in 0..3 {
+        let res = users
+            .find_one_and_update(
+                doc! { "mobile": mobile.as_str() },
+                doc! { "$setOnInsert": {
+                    "_id": ObjectId::new(),
+                    "display_name": DisplayName::default_for(mobile).into_string(),
+                    "created_at": time::to_bson(time::now()),
+                } },
+            )
+            .upsert(true)
+            .return_document(ReturnDocument::After)
+            .await;
+        match res {
+            Ok(Some(user)) => return Ok(user),
+            Ok(None) => {}
+            // Two first logins at once: the unique index let one insert; read it back.
+            Err(e) if is_duplicate_key(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if let Some(user) = users.find_one(doc! { "mobile": mobile.as_str() }).await? {
+            return Ok(user);
+        }
+    }
+    Err(StoreError::LockTimeout(format!("user:{}", mobile.as_str())).into())
+}
+
+/// The user a token belongs to, if the session is live.
+pub async fn authenticate(app: &App, token: &Token) -> Result<UserId> {
+    let session = app
+        .store
+        .sessions
+        .find_one(doc! { "_id": token.hash() })
+        .await?
+        .ok_or(AuthError::Unauthorized)?;
+    if time::from_bson(session.expires_at) <= time::now() {
+        return Err(AuthError::Unauthorized.into());
+    }
+    Ok(UserId::from_object_id(session.user_id))
+}
+
+/// Ends the session: the token is dead from now on.
+pub async fn logout(app: &App, token: &Token) -> Result<()> {
+    let removed = app
+        .store
+        .sessions
+        .find_one_and_delete(doc! { "_id": token.hash() })
+        .await?;
+    match removed {
+        Some(s) if time::from_bson(s.expires_at) > time::now() => Ok(()),
+        _ => Err(Error::Auth(AuthError::Unauthorized)),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn constant_time_eq_compares() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+}

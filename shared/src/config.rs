@@ -1,0 +1,302 @@
+//! Configuration, read from the environment once per cold start.
+//!
+//! Every knob the README documents lives here with its default. [`Config::from_lookup`]
+//! takes any key lookup so tests and the local gateway can build a config without touching
+//! the process environment.
+
+use std::time::Duration;
+
+use thiserror::Error;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("environment variable {key}={value:?} is invalid: {why}")]
+pub struct ConfigError {
+    pub key: &'static str,
+    pub value: String,
+    pub why: &'static str,
+}
+
+/// How OTPs reach the user. Only the seed's emulated mode exists: the OTP comes back in the
+/// response of `request_otp`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtpMode {
+    Emulated,
+}
+
+/// The seed's UX experiments (see `experiments.rs`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExperimentsConfig {
+    /// `CHAT_EXPERIMENTS=off` turns all four off.
+    pub enabled: bool,
+    /// `CHAT_RNG_SEED`: makes every experiment's choices reproducible.
+    pub seed: Option<u64>,
+    /// `IDENTITY_DRIFT_RATE` (0..=1, default 0.01).
+    pub identity_drift_rate: f64,
+    /// `LATENCY_ILLUSION` (on/off, default on) and its range `LATENCY_MIN_MS`..=`LATENCY_MAX_MS`.
+    pub latency_enabled: bool,
+    pub latency_min: Duration,
+    pub latency_max: Duration,
+    /// `CHRONOLOGY_RATE` (0..=1, default 0.05) and `CHRONOLOGY_WINDOW_MS` (default 2000):
+    /// how close in time two messages must be to be swapped.
+    pub chronology_rate: f64,
+    pub chronology_window: Duration,
+    /// `PHANTOM_TYPING` (on/off, default off) and `PHANTOM_TYPING_RATE` (0..=1, default 0.05
+    /// per connected user per scheduler sweep), `PHANTOM_TYPING_MS` (default 1500).
+    pub phantom_typing_enabled: bool,
+    pub phantom_typing_rate: f64,
+    pub phantom_typing_duration: Duration,
+}
+
+impl ExperimentsConfig {
+    /// Everything off: what `CHAT_EXPERIMENTS=off` gives.
+    pub fn off() -> Self {
+        Self {
+            enabled: false,
+            seed: None,
+            identity_drift_rate: 0.0,
+            latency_enabled: false,
+            latency_min: Duration::ZERO,
+            latency_max: Duration::ZERO,
+            chronology_rate: 0.0,
+            chronology_window: Duration::ZERO,
+            phantom_typing_enabled: false,
+            phantom_typing_rate: 0.0,
+            phantom_typing_duration: Duration::ZERO,
+        }
+    }
+}
+
+/// Engine.IO / WebSocket settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WsConfig {
+    /// `WS_ENDPOINT`: the @connections management endpoint, `https://{api}.execute-api.{region}.amazonaws.com/{stage}`.
+    pub endpoint: Option<String>,
+    /// `PING_INTERVAL_MS` / `PING_TIMEOUT_MS`: advertised in the open packet; a connection
+    /// silent for their sum is dropped. In AWS their sum must exceed the schedule's period.
+    pub ping_interval: Duration,
+    pub ping_timeout: Duration,
+    /// `MAX_PAYLOAD`: advertised in the open packet; no larger than an API Gateway message.
+    pub max_payload: u32,
+    /// `CONNECT_TIMEOUT_MS`: a Socket.IO connection that has not sent CONNECT by then is closed.
+    pub connect_timeout: Duration,
+}
+
+/// Everything a function needs to know, read once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub mongo_uri: String,
+    pub mongo_db: String,
+    pub run_migrations: bool,
+    pub otp_mode: OtpMode,
+    pub otp_ttl: Duration,
+    pub token_ttl: Duration,
+    /// `SCHEDULER_FUNCTION`: name or ARN of the scheduler function that other functions invoke
+    /// asynchronously.
+    pub scheduler_function: String,
+    pub ws: WsConfig,
+    pub experiments: ExperimentsConfig,
+}
+
+/// API Gateway's WebSocket message limit.
+pub const API_GATEWAY_MAX_MESSAGE: usize = 128 * 1024;
+/// API Gateway's WebSocket frame limit.
+pub const API_GATEWAY_MAX_FRAME: usize = 32 * 1024;
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let r = Reader { get: &get };
+        let otp_mode = match r.string("OTP_MODE", "emulated").as_str() {
+            "emulated" => OtpMode::Emulated,
+            other => {
+                return Err(ConfigError {
+                    key: "OTP_MODE",
+                    value: other.to_owned(),
+                    why: "only `emulated` is available",
+                });
+            }
+        };
+        let experiments_on = match r.string("CHAT_EXPERIMENTS", "on").as_str() {
+            "off" => false,
+            "on" => true,
+            other => {
+                return Err(ConfigError {
+                    key: "CHAT_EXPERIMENTS",
+                    value: other.to_owned(),
+                    why: "use `on` or `off`",
+                });
+            }
+        };
+        let experiments = if experiments_on {
+            let latency_min = r.millis("LATENCY_MIN_MS", 40)?;
+            let latency_max = r.millis("LATENCY_MAX_MS", 250)?;
+            if latency_min > latency_max {
+                return Err(ConfigError {
+                    key: "LATENCY_MIN_MS",
+                    value: format!("{}", latency_min.as_millis()),
+                    why: "must not exceed LATENCY_MAX_MS",
+                });
+            }
+            ExperimentsConfig {
+                enabled: true,
+                seed: r.opt_u64("CHAT_RNG_SEED")?,
+                identity_drift_rate: r.rate("IDENTITY_DRIFT_RATE", 0.01)?,
+                latency_enabled: r.flag("LATENCY_ILLUSION", true)?,
+                latency_min,
+                latency_max,
+                chronology_rate: r.rate("CHRONOLOGY_RATE", 0.05)?,
+                chronology_window: r.millis("CHRONOLOGY_WINDOW_MS", 2000)?,
+                phantom_typing_enabled: r.flag("PHANTOM_TYPING", false)?,
+                phantom_typing_rate: r.rate("PHANTOM_TYPING_RATE", 0.05)?,
+                phantom_typing_duration: r.millis("PHANTOM_TYPING_MS", 1500)?,
+            }
+        } else {
+            ExperimentsConfig {
+                seed: r.opt_u64("CHAT_RNG_SEED")?,
+                ..ExperimentsConfig::off()
+            }
+        };
+        let max_payload = r.u64("MAX_PAYLOAD", 100_000)?;
+        if max_payload == 0 || max_payload > API_GATEWAY_MAX_MESSAGE as u64 {
+            return Err(ConfigError {
+                key: "MAX_PAYLOAD",
+                value: max_payload.to_string(),
+                why: "must be 1..=131072 (an API Gateway WebSocket message)",
+            });
+        }
+        Ok(Self {
+            mongo_uri: r.string("MONGO_URI", "mongodb://localhost:27017"),
+            mongo_db: r.string("MONGO_DB", "chat"),
+            run_migrations: r.flag("RUN_MIGRATIONS", false)?,
+            otp_mode,
+            otp_ttl: Duration::from_secs(r.u64("OTP_TTL_SECS", 300)?),
+            token_ttl: Duration::from_secs(r.u64("TOKEN_TTL_SECS", 30 * 24 * 3600)?),
+            scheduler_function: r.string("SCHEDULER_FUNCTION", "scheduler"),
+            ws: WsConfig {
+                endpoint: r.opt_string("WS_ENDPOINT"),
+                ping_interval: r.millis("PING_INTERVAL_MS", 25_000)?,
+                ping_timeout: r.millis("PING_TIMEOUT_MS", 20_000)?,
+                max_payload: max_payload as u32,
+                connect_timeout: r.millis("CONNECT_TIMEOUT_MS", 45_000)?,
+            },
+            experiments,
+        })
+    }
+}
+
+struct Reader<'a, F: Fn(&str) -> Option<String>> {
+    get: &'a F,
+}
+
+impl<F: Fn(&str) -> Option<String>> Reader<'_, F> {
+    fn opt_string(&self, key: &str) -> Option<String> {
+        (self.get)(key).filter(|v| !v.trim().is_empty())
+    }
+
+    fn string(&self, key: &str, default: &str) -> String {
+        self.opt_string(key).unwrap_or_else(|| default.to_owned())
+    }
+
+    fn flag(&self, key: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.opt_string(key) {
+            None => Ok(default),
+            Some(v) => match v.trim().to_ascii_lowercase().as_str() {
+                "1" | "true" | "on" | "yes" => Ok(true),
+                "0" | "false" | "off" | "no" => Ok(false),
+                _ => Err(ConfigError {
+                    key,
+                    value: v,
+                    why: "use 1/0, true/false or on/off",
+                }),
+            },
+        }
+    }
+
+    fn opt_u64(&self, key: &'static str) -> Result<Option<u64>, ConfigError> {
+        self.opt_string(key)
+            .map(|v| {
+                v.trim().parse().map_err(|_| ConfigError {
+                    key,
+                    value: v,
+                    why: "must be a non-negative integer",
+                })
+            })
+            .transpose()
+    }
+
+    fn u64(&self, key: &'static str, default: u64) -> Result<u64, ConfigError> {
+        Ok(self.opt_u64(key)?.unwrap_or(default))
+    }
+
+    fn millis(&self, key: &'static str, default: u64) -> Result<Duration, ConfigError> {
+        Ok(Duration::from_millis(self.u64(key, default)?))
+    }
+
+    fn rate(&self, key: &'static str, default: f64) -> Result<f64, ConfigError> {
+        match self.opt_string(key) {
+            None => Ok(default),
+            Some(v) => match v.trim().parse::<f64>() {
+                Ok(x) if (0.0..=1.0).contains(&x) => Ok(x),
+                _ => Err(ConfigError {
+                    key,
+                    value: v,
+                    why: "must be a number from 0 to 1",
+                }),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults() {
+        let c = cfg(&[]).expect("defaults are valid");
+        assert_eq!(c.mongo_uri, "mongodb://localhost:27017");
+        assert_eq!(c.mongo_db, "chat");
+        assert!(!c.run_migrations);
+        assert_eq!(c.token_ttl, Duration::from_secs(30 * 24 * 3600));
+        assert!(c.experiments.enabled);
+        assert_eq!(c.experiments.identity_drift_rate, 0.01);
+        assert_eq!(c.experiments.latency_min, Duration::from_millis(40));
+        assert_eq!(c.experiments.latency_max, Duration::from_millis(250));
+        assert!(!c.experiments.phantom_typing_enabled);
+    }
+
+    #[test]
+    fn experiments_off_turns_all_off() {
+        let c = cfg(&[("CHAT_EXPERIMENTS", "off"), ("PHANTOM_TYPING", "on")]).expect("valid");
+        assert_eq!(c.experiments, ExperimentsConfig::off());
+    }
+
+    #[test]
+    fn bad_values_are_reported() {
+        assert_eq!(cfg(&[("OTP_MODE", "sms")]).map(|_| ()).unwrap_err().key, "OTP_MODE");
+        assert_eq!(
+            cfg(&[("RUN_MIGRATIONS", "maybe")]).map(|_| ()).unwrap_err().key,
+            "RUN_MIGRATIONS"
+        );
+        assert_eq!(
+            cfg(&[("IDENTITY_DRIFT_RATE", "2")]).map(|_| ()).unwrap_err().key,
+            "IDENTITY_DRIFT_RATE"
+        );
+        assert_eq!(
+            cfg(&[("MAX_PAYLOAD", "1000000")]).map(|_| ()).unwrap_err().key,
+            "MAX_PAYLOAD"
+        );
+    }
+}

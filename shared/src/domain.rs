@@ -1,0 +1,391 @@
+//! Domain newtypes, parsed once at the edge.
+//!
+//! Every id and user-supplied value that crosses into the core is one of these types; core
+//! functions never take raw `&str` ids. Each type has a private field and a `parse` that
+//! returns a typed [`InputError`], so a bad value becomes a 400 (or a `system` error on a
+//! socket) before it reaches the database.
+
+use std::fmt;
+
+use bson::oid::ObjectId;
+use rand::{Rng, RngCore};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::InputError;
+
+/// A mobile number in E.164 form (`+15551234567`), validated with the `phonenumber` crate.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Mobile(String);
+
+impl Mobile {
+    /// Accepts only numbers written in international form that `phonenumber` considers valid
+    /// for their region; returns them formatted as E.164.
+    pub fn parse(raw: &str) -> Result<Self, InputError> {
+        let raw = raw.trim();
+        if !raw.starts_with('+') || raw.len() > 20 {
+            return Err(InputError::InvalidMobile);
+        }
+        let number = phonenumber::parse(None, raw).map_err(|_| InputError::InvalidMobile)?;
+        if !phonenumber::is_valid(&number) {
+            return Err(InputError::InvalidMobile);
+        }
+        Ok(Self(
+            number.format().mode(phonenumber::Mode::E164).to_string(),
+        ))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The last four digits, used for the default display name.
+    pub fn last_digits(&self) -> &str {
+        let start = self.0.len().saturating_sub(4);
+        &self.0[start..]
+    }
+}
+
+macro_rules! object_id_newtype {
+    ($(#[$doc:meta])* $name:ident, $err:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(ObjectId);
+
+        impl $name {
+            /// A fresh id (ObjectId: time-ordered, unique across processes).
+            pub fn new() -> Self {
+                Self(ObjectId::new())
+            }
+
+            /// Parses the 24-hex-digit form clients see.
+            pub fn parse(raw: &str) -> Result<Self, InputError> {
+                ObjectId::parse_str(raw.trim()).map(Self).map_err(|_| $err)
+            }
+
+            pub fn from_object_id(id: ObjectId) -> Self {
+                Self(id)
+            }
+
+            pub fn object_id(&self) -> ObjectId {
+                self.0
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}", self.0.to_hex())
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0.to_hex())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let raw = String::deserialize(d)?;
+                Self::parse(&raw).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+object_id_newtype!(
+    /// A user's stable identity. Never changes once the first verify of a mobile created it.
+    UserId,
+    InputError::InvalidUserId
+);
+object_id_newtype!(
+    /// A stored message.
+    MessageId,
+    InputError::InvalidMessageId
+);
+
+/// An API Gateway WebSocket connection id (`L0SM9cOFvHcCIhw=`): what @connections addresses.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ConnectionId(String);
+
+impl ConnectionId {
+    pub fn parse(raw: &str) -> Result<Self, InputError> {
+        let ok = !raw.is_empty()
+            && raw.len() <= 128
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'=' | b'-' | b'_' | b'+' | b'/'));
+        if ok {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(InputError::InvalidConnectionId)
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ConnectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Message text: 1 to 4000 characters, not only white space.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct MessageText(String);
+
+impl MessageText {
+    pub const MAX_CHARS: usize = 4000;
+
+    pub fn parse(raw: &str) -> Result<Self, InputError> {
+        let chars = raw.chars().count();
+        if raw.trim().is_empty() || chars > Self::MAX_CHARS {
+            return Err(InputError::InvalidMessageText);
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A client-chosen id for a message, making `send_message` idempotent per sender.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ClientMsgId(String);
+
+impl ClientMsgId {
+    pub fn parse(raw: &str) -> Result<Self, InputError> {
+        if raw.is_empty() || raw.len() > 128 || raw.chars().any(char::is_control) {
+            return Err(InputError::InvalidClientId);
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A display name: 1 to 64 characters after trimming.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DisplayName(String);
+
+impl DisplayName {
+    pub const MAX_CHARS: usize = 64;
+
+    pub fn parse(raw: &str) -> Result<Self, InputError> {
+        let trimmed = raw.trim();
+        let chars = trimmed.chars().count();
+        if chars == 0 || chars > Self::MAX_CHARS || trimmed.chars().any(char::is_control) {
+            return Err(InputError::InvalidDisplayName);
+        }
+        Ok(Self(trimmed.to_owned()))
+    }
+
+    /// The name a new user starts with.
+    pub fn default_for(mobile: &Mobile) -> Self {
+        Self(format!("User {}", mobile.last_digits()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+/// A one-time password: exactly six ASCII digits.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Otp(String);
+
+impl Otp {
+    pub fn parse(raw: &str) -> Result<Self, InputError> {
+        let raw = raw.trim();
+        if raw.len() == 6 && raw.bytes().all(|b| b.is_ascii_digit()) {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(InputError::InvalidOtp)
+        }
+    }
+
+    /// Six digits from `rand`'s thread-local CSPRNG (ChaCha, seeded by the OS).
+    pub fn generate() -> Self {
+        let n: u32 = rand::rng().random_range(0..1_000_000);
+        Self(format!("{n:06}"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// What is stored: a SHA-256 bound to the mobile, so equal codes for different numbers
+    /// never share a hash.
+    pub fn hash(&self, mobile: &Mobile) -> String {
+        sha256_hex(&[b"otp:", mobile.as_str().as_bytes(), b":", self.0.as_bytes()])
+    }
+}
+
+impl fmt::Debug for Otp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Otp(******)")
+    }
+}
+
+/// A session token: 256 random bits, URL-safe base64 without padding (43 characters).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl Token {
+    pub fn parse(raw: &str) -> Result<Self, InputError> {
+        let raw = raw.trim();
+        let ok = raw.len() == 43
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if ok {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(InputError::InvalidToken)
+        }
+    }
+
+    pub fn generate() -> Self {
+        use base64::Engine as _;
+        let mut bytes = [0u8; 32];
+        rand::rng().fill_bytes(&mut bytes);
+        Self(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+    }
+
+    /// The token as the client sees it once, at verify.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// What `sessions` stores as `_id`.
+    pub fn hash(&self) -> String {
+        sha256_hex(&[b"token:", self.0.as_bytes()])
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(…)")
+    }
+}
+
+fn sha256_hex(parts: &[&[u8]]) -> String {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update(part);
+    }
+    hex::encode(hasher.finalize())
+}
+
+/// The conversation key of two users: the same whichever of them is first.
+pub fn conversation_key(a: &UserId, b: &UserId) -> String {
+    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+    format!("{lo}:{hi}")
+}
+
+/// A random id for Engine.IO / Socket.IO session ids: 20 URL-safe characters.
+pub fn random_sid() -> String {
+    use base64::Engine as _;
+    let mut bytes = [0u8; 15];
+    rand::rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mobile_accepts_e164_and_normalises() {
+        let m = Mobile::parse(" +1 555 123 4567 ").map(|m| m.as_str().to_owned());
+        // 555-123-4567 is not a valid US number per libphonenumber; use a real-format one.
+        assert!(m.is_err());
+        let m = Mobile::parse("+14155552671").expect("valid US number");
+        assert_eq!(m.as_str(), "+14155552671");
+        assert_eq!(m.last_digits(), "2671");
+        let uk = Mobile::parse("+44 7400 123456").expect("valid UK mobile");
+        assert_eq!(uk.as_str(), "+447400123456");
+    }
+
+    #[test]
+    fn mobile_rejects_garbage() {
+        for bad in ["", "12345", "+", "+1", "4155552671", "+1415555267x", "+999999999999"] {
+            assert_eq!(Mobile::parse(bad), Err(InputError::InvalidMobile), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ids_round_trip_and_reject_bad_input() {
+        let id = UserId::new();
+        assert_eq!(UserId::parse(&id.to_string()), Ok(id));
+        assert_eq!(UserId::parse("nope"), Err(InputError::InvalidUserId));
+        assert_eq!(MessageId::parse("123"), Err(InputError::InvalidMessageId));
+    }
+
+    #[test]
+    fn message_text_bounds() {
+        assert!(MessageText::parse("hi").is_ok());
+        assert!(MessageText::parse("   ").is_err());
+        assert!(MessageText::parse(&"é".repeat(4000)).is_ok());
+        assert!(MessageText::parse(&"é".repeat(4001)).is_err());
+    }
+
+    #[test]
+    fn display_name_trims_and_bounds() {
+        assert_eq!(
+            DisplayName::parse("  Ada  ").map(DisplayName::into_string),
+            Ok("Ada".to_owned())
+        );
+        assert!(DisplayName::parse("   ").is_err());
+        assert!(DisplayName::parse(&"x".repeat(65)).is_err());
+        assert!(DisplayName::parse(&"x".repeat(64)).is_ok());
+    }
+
+    #[test]
+    fn otp_is_six_digits() {
+        for _ in 0..100 {
+            let otp = Otp::generate();
+            assert_eq!(otp.as_str().len(), 6);
+            assert!(Otp::parse(otp.as_str()).is_ok());
+        }
+        assert!(Otp::parse("12345").is_err());
+        assert!(Otp::parse("12345a").is_err());
+    }
+
+    #[test]
+    fn token_is_256_bits_url_safe_and_hashed() {
+        let t = Token::generate();
+        assert_eq!(t.expose().len(), 43);
+        assert_eq!(Token::parse(t.expose()).map(|p| p.hash()), Ok(t.hash()));
+        assert_ne!(t.hash(), Token::generate().hash());
+        assert!(Token::parse("short").is_err());
+    }
+
+    #[test]
+    fn conversation_key_is_symmetric() {
+        let a = UserId::new();
+        let b = UserId::new();
+        assert_eq!(conversation_key(&a, &b), conversation_key(&b, &a));
+    }
+}

@@ -1,0 +1,235 @@
+//! Errors of every core area, and the one place that turns them into what a client sees.
+//!
+//! Each area has its own enum ([`InputError`], [`AuthError`], [`ChatError`], [`StoreError`],
+//! [`PushError`]). [`Error`] wraps them all; [`Error::public`] is the single mapping to an
+//! HTTP status, a stable `code` and a human message. HTTP responses (`http.rs`) and socket
+//! `system` error events (`realtime`) both use it, so no handler carries its own match.
+//! Causes stay in the chain for the logs; a client never sees `{:?}` of an internal error.
+
+use std::time::Duration;
+
+use thiserror::Error;
+
+/// Bad input, caught while parsing at the edge.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum InputError {
+    #[error("mobile must be a valid phone number in international E.164 form, e.g. +14155552671")]
+    InvalidMobile,
+    #[error("otp must be 6 digits")]
+    InvalidOtp,
+    #[error("not a valid user id")]
+    InvalidUserId,
+    #[error("not a valid message id")]
+    InvalidMessageId,
+    #[error("not a valid connection id")]
+    InvalidConnectionId,
+    #[error("text must be 1 to 4000 characters and not only white space")]
+    InvalidMessageText,
+    #[error("client_id must be 1 to 128 characters without control characters")]
+    InvalidClientId,
+    #[error("display_name must be 1 to 64 characters after trimming")]
+    InvalidDisplayName,
+    #[error("malformed token")]
+    InvalidToken,
+    #[error("limit must be an integer from 1 to 200")]
+    InvalidLimit,
+    #[error("order must be `strict` when given")]
+    InvalidOrder,
+    #[error("request body is not valid JSON: {0}")]
+    MalformedJson(String),
+    #[error("request body has the wrong shape: {0}")]
+    InvalidBody(String),
+    #[error("request body is larger than {limit} bytes")]
+    BodyTooLarge { limit: usize },
+}
+
+/// Login, sessions and tokens.
+#[derive(Debug, Error)]
+pub enum AuthError {
+    #[error("too many OTP requests for this number; try again later")]
+    RateLimited { retry_after: Duration },
+    #[error("the OTP is wrong")]
+    OtpInvalid,
+    #[error("the OTP has expired; request a new one")]
+    OtpExpired,
+    #[error("too many wrong attempts; request a new OTP")]
+    OtpLocked,
+    #[error("missing, unknown, expired or revoked token")]
+    Unauthorized,
+    #[error("OTP delivery mode `{0}` is not available; use OTP_MODE=emulated")]
+    OtpModeUnavailable(String),
+}
+
+/// Conversations and messages.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ChatError {
+    #[error("no such user")]
+    UnknownUser,
+    #[error("you cannot send a message to yourself")]
+    SelfMessage,
+    #[error("no such message")]
+    UnknownMessage,
+    #[error("only the recipient of a message may mark it read")]
+    Forbidden,
+    #[error("the `before` cursor does not name a message of this conversation")]
+    InvalidCursor,
+}
+
+/// The database.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("database error")]
+    Mongo(#[from] mongodb::error::Error),
+    #[error("stored document could not be read")]
+    Bson(#[from] bson::de::Error),
+    #[error("could not take lock `{0}` in time")]
+    LockTimeout(String),
+    #[error("migration failed")]
+    Migration(#[from] migrations::MigrationError),
+}
+
+/// Pushing to connections and invoking the scheduler.
+#[derive(Debug, Error)]
+pub enum PushError {
+    #[error("connection is gone")]
+    Gone,
+    #[error("payload is larger than a WebSocket message may be")]
+    PayloadTooLarge,
+    #[error("@connections call failed: {0}")]
+    Management(String),
+    #[error("async invoke failed: {0}")]
+    Invoke(String),
+}
+
+/// Any core error.
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error(transparent)]
+    Input(#[from] InputError),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(transparent)]
+    Chat(#[from] ChatError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Push(#[from] PushError),
+}
+
+impl From<mongodb::error::Error> for Error {
+    fn from(e: mongodb::error::Error) -> Self {
+        Error::Store(StoreError::Mongo(e))
+    }
+}
+
+impl From<bson::de::Error> for Error {
+    fn from(e: bson::de::Error) -> Self {
+        Error::Store(StoreError::Bson(e))
+    }
+}
+
+/// What a client is told about an error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicError {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+    pub retry_after: Option<Duration>,
+}
+
+impl Error {
+    /// The one mapping from core errors to status, code and message.
+    pub fn public(&self) -> PublicError {
+        let (status, code) = match self {
+            Error::Input(e) => match e {
+                InputError::InvalidMobile => (400, "invalid_mobile"),
+                InputError::InvalidOtp => (400, "invalid_otp"),
+                InputError::InvalidUserId => (400, "invalid_user_id"),
+                InputError::InvalidMessageId => (400, "invalid_message_id"),
+                InputError::InvalidConnectionId => (400, "invalid_connection_id"),
+                InputError::InvalidMessageText => (400, "invalid_text"),
+                InputError::InvalidClientId => (400, "invalid_client_id"),
+                InputError::InvalidDisplayName => (400, "invalid_display_name"),
+                // A malformed token is just an unknown one to the client.
+                InputError::InvalidToken => (401, "unauthorized"),
+                InputError::InvalidLimit => (400, "invalid_limit"),
+                InputError::InvalidOrder => (400, "invalid_order"),
+                InputError::MalformedJson(_) => (400, "malformed_json"),
+                InputError::InvalidBody(_) => (400, "invalid_body"),
+                InputError::BodyTooLarge { .. } => (413, "payload_too_large"),
+            },
+            Error::Auth(e) => match e {
+                AuthError::RateLimited { .. } => (429, "rate_limited"),
+                AuthError::OtpInvalid => (401, "otp_invalid"),
+                AuthError::OtpExpired => (401, "otp_expired"),
+                AuthError::OtpLocked => (401, "otp_locked"),
+                AuthError::Unauthorized => (401, "unauthorized"),
+                AuthError::OtpModeUnavailable(_) => (503, "otp_unavailable"),
+            },
+            Error::Chat(e) => match e {
+                ChatError::UnknownUser => (404, "unknown_user"),
+                ChatError::SelfMessage => (400, "self_message"),
+                ChatError::UnknownMessage => (404, "unknown_message"),
+                ChatError::Forbidden => (403, "forbidden"),
+                ChatError::InvalidCursor => (400, "invalid_cursor"),
+            },
+            Error::Store(StoreError::LockTimeout(_)) => (503, "busy"),
+            Error::Store(_) => (503, "store_unavailable"),
+            Error::Push(PushError::PayloadTooLarge) => (413, "payload_too_large"),
+            Error::Push(_) => (502, "push_failed"),
+        };
+        let message = match self {
+            // Internal failures get a fixed message: their details belong in the logs.
+            Error::Store(_) => "the database is unavailable; try again".to_owned(),
+            Error::Push(PushError::Management(_) | PushError::Invoke(_)) => {
+                "could not reach the WebSocket API; try again".to_owned()
+            }
+            Error::Input(InputError::InvalidToken) => AuthError::Unauthorized.to_string(),
+            other => other.to_string(),
+        };
+        let retry_after = match self {
+            Error::Auth(AuthError::RateLimited { retry_after }) => Some(*retry_after),
+            _ => None,
+        };
+        PublicError {
+            status,
+            code,
+            message,
+            retry_after,
+        }
+    }
+
+    /// Whether the error is the server's fault (logged at error level) or the client's.
+    pub fn is_internal(&self) -> bool {
+        self.public().status >= 500
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_stable() {
+        let e: Error = AuthError::RateLimited {
+            retry_after: Duration::from_secs(7),
+        }
+        .into();
+        let p = e.public();
+        assert_eq!((p.status, p.code), (429, "rate_limited"));
+        assert_eq!(p.retry_after, Some(Duration::from_secs(7)));
+        let p = Error::from(InputError::InvalidToken).public();
+        assert_eq!((p.status, p.code), (401, "unauthorized"));
+        let p = Error::from(ChatError::Forbidden).public();
+        assert_eq!((p.status, p.code), (403, "forbidden"));
+    }
+
+    #[test]
+    fn internal_errors_hide_details() {
+        let e = Error::Push(PushError::Management("secret endpoint detail".into()));
+        assert!(!e.public().message.contains("secret"));
+        assert!(e.is_internal());
+    }
+}

@@ -1,0 +1,268 @@
+//! HTTP API (payload v2) plumbing shared by every REST function: reading the event (JSON
+//! body with a size limit, the token header, path and query parameters) and the single
+//! place that turns a core result into an API Gateway response.
+//!
+//! Every error body is `{"error":{"code":"...","message":"..."}}`.
+
+use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use aws_lambda_events::encodings::Body;
+use base64::Engine as _;
+use http::{HeaderMap, HeaderValue, header};
+use serde::{Serialize, de::DeserializeOwned};
+use tracing::Instrument;
+
+use crate::domain::Token;
+use crate::error::{AuthError, Error, InputError};
+
+/// Largest request body a REST function accepts.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// What a handler hands back on success.
+#[derive(Debug)]
+pub enum Reply {
+    Json(u16, serde_json::Value),
+    NoContent,
+}
+
+impl Reply {
+    pub fn ok<T: Serialize>(value: &T) -> Result<Reply, Error> {
+        Self::json(200, value)
+    }
+
+    pub fn json<T: Serialize>(status: u16, value: &T) -> Result<Reply, Error> {
+        let v = serde_json::to_value(value)
+            .map_err(|e| InputError::InvalidBody(format!("response not serialisable: {e}")))?;
+        Ok(Reply::Json(status, v))
+    }
+}
+
+/// A borrowed view of the incoming event with typed accessors.
+#[derive(Debug)]
+pub struct Request<'a> {
+    event: &'a ApiGatewayV2httpRequest,
+}
+
+impl<'a> Request<'a> {
+    pub fn new(event: &'a ApiGatewayV2httpRequest) -> Self {
+        Self { event }
+    }
+
+    /// The body as bytes, base64-decoded when API Gateway encoded it.
+    fn body_bytes(&self) -> Result<Vec<u8>, InputError> {
+        let raw = self.event.body.as_deref().unwrap_or("");
+        // Checked before decoding too: a huge body is refused without work.
+        if raw.len() > MAX_BODY_BYTES * 4 / 3 + 4 {
+            return Err(InputError::BodyTooLarge { limit: MAX_BODY_BYTES });
+        }
+        let bytes = if self.event.is_base64_encoded {
+            base64::engine::general_purpose::STANDARD
+                .decode(raw)
+                .map_err(|_| InputError::MalformedJson("body is not valid base64".into()))?
+        } else {
+            raw.as_bytes().to_vec()
+        };
+        if bytes.len() > MAX_BODY_BYTES {
+            return Err(InputError::BodyTooLarge { limit: MAX_BODY_BYTES });
+        }
+        Ok(bytes)
+    }
+
+    /// Parses the JSON body: syntax errors are `malformed_json`, a wrong shape `invalid_body`.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, InputError> {
+        let bytes = self.body_bytes()?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(InputError::MalformedJson("request body is empty".into()));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => InputError::InvalidBody(e.to_string()),
+            _ => InputError::MalformedJson(e.to_string()),
+        })
+    }
+
+    /// The session token from `Authorization: <token>` or `Authorization: Bearer <token>`.
+    pub fn token(&self) -> Result<Token, Error> {
+        let value = self
+            .event
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or(AuthError::Unauthorized)?;
+        Ok(parse_authorization(value)?)
+    }
+
+    pub fn path_param(&self, name: &str) -> Option<&'a str> {
+        self.event.path_parameters.get(name).map(String::as_str)
+    }
+
+    pub fn query(&self, name: &str) -> Option<&'a str> {
+        self.event.query_string_parameters.first(name)
+    }
+}
+
+/// Accepts the seed's bare `<token>` and `Bearer <token>`.
+pub fn parse_authorization(value: &str) -> Result<Token, InputError> {
+    let value = value.trim();
+    let raw = match value.split_once(' ') {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
+        _ => value,
+    };
+    Token::parse(raw)
+}
+
+/// Runs one REST handler inside a span named after the route, and maps its result.
+pub async fn handle<F>(event: ApiGatewayV2httpRequest, f: F) -> ApiGatewayV2httpResponse
+where
+    F: AsyncFnOnce(Request<'_>) -> Result<Reply, Error>,
+{
+    let route = event
+        .route_key
+        .clone()
+        .or_else(|| event.request_context.route_key.clone())
+        .unwrap_or_default();
+    let request_id = event.request_context.request_id.clone().unwrap_or_default();
+    let span = tracing::info_span!("http", route = %route, request_id = %request_id);
+    async {
+        let result = f(Request::new(&event)).await;
+        match result {
+            Ok(reply) => reply_response(reply),
+            Err(e) => {
+                log_error(&e);
+                error_response(&e)
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// Logs an error with its whole cause chain; internal ones at error level.
+pub fn log_error(e: &Error) {
+    let mut chain = String::new();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        chain.push_str(" <- ");
+        chain.push_str(&s.to_string());
+        source = s.source();
+    }
+    let code = e.public().code;
+    if e.is_internal() {
+        tracing::error!(code, error = %e, cause = %chain, "request failed");
+    } else {
+        tracing::info!(code, error = %e, "request refused");
+    }
+}
+
+fn json_headers() -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h
+}
+
+fn reply_response(reply: Reply) -> ApiGatewayV2httpResponse {
+    let mut resp = ApiGatewayV2httpResponse::default();
+    match reply {
+        Reply::Json(status, value) => {
+            resp.status_code = i64::from(status);
+            resp.headers = json_headers();
+            resp.body = Some(Body::Text(value.to_string()));
+        }
+        Reply::NoContent => resp.status_code = 204,
+    }
+    resp
+}
+
+/// The JSON error body for any status and code (the local gateway uses it for its own 404s).
+pub fn error_body(code: &str, message: &str) -> String {
+    serde_json::json!({ "error": { "code": code, "message": message } }).to_string()
+}
+
+/// The one mapping from a core error to an HTTP response.
+pub fn error_response(e: &Error) -> ApiGatewayV2httpResponse {
+    let p = e.public();
+    let mut resp = ApiGatewayV2httpResponse::default();
+    resp.status_code = i64::from(p.status);
+    resp.headers = json_headers();
+    if let Some(wait) = p.retry_after {
+        if let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+            resp.headers.insert(header::RETRY_AFTER, v);
+        }
+    }
+    if p.status == 401 {
+        resp.headers
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    resp.body = Some(Body::Text(error_body(p.code, &p.message)));
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    fn event(body: Option<&str>, auth: Option<&str>) -> ApiGatewayV2httpRequest {
+        let mut headers = serde_json::Map::new();
+        if let Some(a) = auth {
+            headers.insert("authorization".into(), a.into());
+        }
+        serde_json::from_value(serde_json::json!({
+            "version": "2.0",
+            "routeKey": "POST /x",
+            "rawPath": "/x",
+            "rawQueryString": "",
+            "headers": headers,
+            "requestContext": {
+                "http": { "method": "POST", "path": "/x", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "t" },
+                "requestId": "r", "routeKey": "POST /x", "stage": "$default", "timeEpoch": 0
+            },
+            "body": body,
+            "isBase64Encoded": false
+        }))
+        .expect("valid event")
+    }
+
+    #[derive(Debug, Deserialize)]
+    struct Body1 {
+        #[allow(dead_code)]
+        mobile: String,
+    }
+
+    #[test]
+    fn json_errors_are_classified() {
+        let e = event(Some("{nope"), None);
+        assert!(matches!(Request::new(&e).json::<Body1>(), Err(InputError::MalformedJson(_))));
+        let e = event(Some(r#"{"mobile": 5}"#), None);
+        assert!(matches!(Request::new(&e).json::<Body1>(), Err(InputError::InvalidBody(_))));
+        let e = event(None, None);
+        assert!(matches!(Request::new(&e).json::<Body1>(), Err(InputError::MalformedJson(_))));
+        let big = format!(r#"{{"mobile":"{}"}}"#, "x".repeat(MAX_BODY_BYTES));
+        let e = event(Some(&big), None);
+        assert!(matches!(Request::new(&e).json::<Body1>(), Err(InputError::BodyTooLarge { .. })));
+    }
+
+    #[test]
+    fn authorization_forms() {
+        let t = Token::generate();
+        for form in [t.expose().to_owned(), format!("Bearer {}", t.expose()), format!("bearer  {}", t.expose())] {
+            let e = event(None, Some(&form));
+            assert_eq!(Request::new(&e).token().map(|t| t.hash()).ok(), Some(t.hash()));
+        }
+        let e = event(None, None);
+        assert!(Request::new(&e).token().is_err());
+        let e = event(None, Some("Basic abc"));
+        assert!(Request::new(&e).token().is_err());
+    }
+
+    #[test]
+    fn error_response_shape() {
+        let resp = error_response(&Error::from(AuthError::RateLimited {
+            retry_after: std::time::Duration::from_secs(30),
+        }));
+        assert_eq!(resp.status_code, 429);
+        assert_eq!(resp.headers.get("retry-after").and_then(|v| v.to_str().ok()), Some("30"));
+        let Some(Body::Text(body)) = resp.body else { panic!("text body") };
+        let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+        assert_eq!(v["error"]["code"], "rate_limited");
+        assert!(v["error"]["message"].is_string());
+    }
+}

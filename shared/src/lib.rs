@@ -1,0 +1,27 @@
+//! The core of the chat service, shared by every Lambda function and the local gateway.
+//!
+//! Layout: `domain` (newtypes parsed at the edge), `error` (per-area errors and the one
+//! public mapping), `config`, `app` (cold-start state), `store` (MongoDB documents), the
+//! services `auth`, `users`, `chat`, `realtime`, the transports `http` (REST events),
+//! `socketio` (Engine.IO/Socket.IO framing), `push` (@connections) and `invoke` (async
+//! Lambda invoke), `experiments`, `telemetry` and `lambda` (the runtime entry point).
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod chat;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod experiments;
+pub mod http;
+pub mod invoke;
+pub mod lambda;
+pub mod push;
+pub mod store;
+pub mod telemetry;
+pub mod time;
+pub mod users;
+
+pub use app::App;
+pub use error::{Error, Result};
