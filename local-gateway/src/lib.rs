@@ -1,0 +1,150 @@
+//! The local stand-in for AWS that developers run (`make dev`) and tests start in-process.
+//!
+//! One listener serves, like the AWS pieces it replaces:
+//! - the HTTP API (`http_api`): every REST route, as payload v2 events;
+//! - the WebSocket API (`websocket`): `/socket.io/`, `/` and `/{stage}`, with `$connect`,
+//!   `$disconnect`, route selection on `$request.body.action`, `$default`, and AWS's limits;
+//! - the @connections management API (`management`) that functions post to;
+//! - the Lambda `Invoke` API (`lambda_api`) for asynchronous invocations;
+//! - the EventBridge schedule (`schedule`): a timer that invokes the scheduler.
+//!
+//! Functions run in-process, but receive events built as JSON and deserialized into their
+//! event types, and reach the gateway through the real AWS SDK clients with an endpoint
+//! override: the functions have no local-only code path.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use shared::App;
+use shared::config::Config;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+mod http_api;
+pub mod ids;
+pub mod routes;
+
+/// How to start a gateway.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub host: IpAddr,
+    /// 0 picks a free port.
+    pub port: u16,
+    /// The WebSocket API's stage name (`/{stage}` path and @connections prefix).
+    pub stage: String,
+    /// The functions' configuration; the gateway fills in the endpoints that point at itself.
+    pub config: Config,
+    /// How often the schedule invokes the scheduler (EventBridge: every minute in AWS).
+    pub schedule_every: Duration,
+}
+
+impl Options {
+    pub fn local(config: Config) -> Self {
+        Self {
+            host: IpAddr::from([127, 0, 0, 1]),
+            port: 8000,
+            stage: "local".into(),
+            config,
+            schedule_every: Duration::from_secs(5),
+        }
+    }
+}
+
+/// State every route handler shares.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    pub(crate) app: &'static App,
+    pub(crate) http_routes: Arc<Vec<routes::HttpRoute>>,
+    pub(crate) addr: SocketAddr,
+    #[allow(dead_code)]
+    pub(crate) stage: Arc<str>,
+}
+
+impl Shared {
+    pub(crate) fn host_header(&self) -> String {
+        self.addr.to_string()
+    }
+}
+
+/// A running gateway.
+pub struct Gateway {
+    pub addr: SocketAddr,
+    pub app: &'static App,
+    pub stage: String,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Gateway {
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting, closes every connection, and waits for the server task.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+
+    /// Runs until the server stops (Ctrl-C is handled by the caller).
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// The SDK settings the in-process functions use: every AWS call goes to this gateway.
+pub async fn sdk_config(addr: SocketAddr) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_lambda::config::Credentials::new(
+            "local", "local", None, None, "local-gateway",
+        ))
+        .endpoint_url(format!("http://{addr}"))
+        .load()
+        .await
+}
+
+/// Binds, builds the functions' [`App`], and serves in the background.
+pub async fn start(options: Options) -> anyhow::Result<Gateway> {
+    let listener = TcpListener::bind((options.host, options.port)).await?;
+    let addr = listener.local_addr()?;
+    let mut config = options.config.clone();
+    config.ws.endpoint = Some(format!("http://{addr}/{}", options.stage));
+    let sdk = sdk_config(addr).await;
+    let app: &'static App = Box::leak(Box::new(App::new(config, &sdk).await?));
+    let shared = Shared {
+        app,
+        http_routes: Arc::new(routes::http_routes()),
+        addr,
+        stage: Arc::from(options.stage.as_str()),
+    };
+    let router = Router::new()
+        .fallback(http_api::serve)
+        .with_state(shared);
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let served = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async {
+            let _ = rx.await;
+        })
+        .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "gateway stopped");
+        }
+    });
+    tracing::info!(%addr, stage = %options.stage, "local gateway listening");
+    Ok(Gateway {
+        addr,
+        app,
+        stage: options.stage,
+        shutdown: Some(tx),
+        task,
+    })
+}

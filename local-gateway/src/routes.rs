@@ -1,0 +1,93 @@
+//! Which function serves which route: the one table the local gateway dispatches from, and
+//! that the template test compares with `template.yaml` so the two cannot drift apart.
+
+use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use futures::future::BoxFuture;
+use shared::App;
+
+pub type HttpHandler =
+    fn(&'static App, ApiGatewayV2httpRequest) -> BoxFuture<'static, shared::Result<ApiGatewayV2httpResponse>>;
+
+/// An HTTP API route: `route_key` is API Gateway's (`"POST /users/auth/request_otp"`).
+#[derive(Clone, Copy)]
+pub struct HttpRoute {
+    pub route_key: &'static str,
+    /// The function crate (and SAM resource's `CodeUri` folder) that serves it.
+    pub function: &'static str,
+    pub handler: HttpHandler,
+}
+
+impl HttpRoute {
+    pub fn method(&self) -> &'static str {
+        self.route_key.split_once(' ').map_or("", |(m, _)| m)
+    }
+
+    pub fn path(&self) -> &'static str {
+        self.route_key.split_once(' ').map_or("", |(_, p)| p)
+    }
+
+    /// Matches a concrete path against the route's template; returns the path parameters.
+    pub fn matches(&self, method: &str, path: &str) -> Option<Vec<(String, String)>> {
+        if !self.method().eq_ignore_ascii_case(method) {
+            return None;
+        }
+        let template: Vec<&str> = self.path().trim_matches('/').split('/').collect();
+        let actual: Vec<&str> = path.trim_matches('/').split('/').collect();
+        if template.len() != actual.len() {
+            return None;
+        }
+        let mut params = Vec::new();
+        for (t, a) in template.iter().zip(&actual) {
+            match t.strip_prefix('{').and_then(|t| t.strip_suffix('}')) {
+                Some(name) if !a.is_empty() => params.push((name.to_owned(), (*a).to_owned())),
+                Some(_) => return None,
+                None if t == a => {}
+                None => return None,
+            }
+        }
+        Some(params)
+    }
+}
+
+macro_rules! http_route {
+    ($key:literal, $function:literal, $krate:ident) => {
+        HttpRoute {
+            route_key: $key,
+            function: $function,
+            handler: |app, event| Box::pin($krate::handler(app, event)),
+        }
+    };
+}
+
+/// Every REST route, as the HTTP API in `template.yaml` declares it.
+pub fn http_routes() -> Vec<HttpRoute> {
+    vec![
+        http_route!("POST /users/auth/request_otp", "http-request-otp", http_request_otp),
+        http_route!("POST /users/auth/verify", "http-verify", http_verify),
+        http_route!("POST /users/auth/logout", "http-logout", http_logout),
+        http_route!("GET /users/me", "http-get-me", http_get_me),
+        http_route!("PATCH /users/me", "http-update-me", http_update_me),
+        http_route!("GET /chat/messages/{other_id}", "http-get-messages", http_get_messages),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matching_extracts_parameters() {
+        let routes = http_routes();
+        let history = routes
+            .iter()
+            .find(|r| r.function == "http-get-messages")
+            .expect("history route");
+        assert_eq!(
+            history.matches("GET", "/chat/messages/abc"),
+            Some(vec![("other_id".to_owned(), "abc".to_owned())])
+        );
+        assert_eq!(history.matches("POST", "/chat/messages/abc"), None);
+        assert_eq!(history.matches("GET", "/chat/messages/"), None);
+        assert_eq!(history.matches("GET", "/chat/messages/a/b"), None);
+    }
+}
