@@ -36,7 +36,11 @@ pub(crate) async fn serve(
         .iter()
         .find_map(|r| r.matches(&method, &path).map(|p| (*r, p)))
     else {
-        return json_error(StatusCode::NOT_FOUND, "not_found", &format!("no route for {method} {path}"));
+        return json_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            &format!("no route for {method} {path}"),
+        );
     };
     let body = match to_bytes(body, MAX_HTTP_PAYLOAD).await {
         Ok(b) => b,
@@ -127,7 +131,10 @@ fn build_event(
         .and_then(|v| v.to_str().ok())
         .is_none_or(|ct| {
             let ct = ct.to_ascii_lowercase();
-            ct.starts_with("text/") || ct.contains("json") || ct.contains("xml") || ct.contains("x-www-form-urlencoded")
+            ct.starts_with("text/")
+                || ct.contains("json")
+                || ct.contains("xml")
+                || ct.contains("x-www-form-urlencoded")
         });
     let (body_value, is_b64) = if body.is_empty() {
         (Value::Null, false)
@@ -196,9 +203,11 @@ fn into_http(resp: ApiGatewayV2httpResponse) -> Response {
         .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let body = match resp.body {
         None | Some(LambdaBody::Empty) => Vec::new(),
-        Some(LambdaBody::Text(t)) if resp.is_base64_encoded => base64::engine::general_purpose::STANDARD
-            .decode(t.as_bytes())
-            .unwrap_or_default(),
+        Some(LambdaBody::Text(t)) if resp.is_base64_encoded => {
+            base64::engine::general_purpose::STANDARD
+                .decode(t.as_bytes())
+                .unwrap_or_default()
+        }
         Some(LambdaBody::Text(t)) => t.into_bytes(),
         Some(LambdaBody::Binary(b)) => b,
         Some(_) => Vec::new(),
@@ -242,5 +251,7 @@ fn url_pairs(query: &str) -> Vec<(String, String)> {
 }
 
 pub(crate) fn percent_decode(s: &str) -> String {
-    percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }

@@ -9,7 +9,11 @@ pub const HTTP_API_ID: &str = "localhttp";
 pub const WS_API_ID: &str = "localwsapi";
 
 fn alnum(n: usize) -> String {
-    rand::rng().sample_iter(&Alphanumeric).take(n).map(char::from).collect()
+    rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(n)
+        .map(char::from)
+        .collect()
 }
 
 /// 16 characters ending in `=`, like API Gateway's.

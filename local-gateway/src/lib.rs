@@ -101,7 +101,11 @@ pub async fn sdk_config(addr: SocketAddr) -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_lambda::config::Credentials::new(
-            "local", "local", None, None, "local-gateway",
+            "local",
+            "local",
+            None,
+            None,
+            "local-gateway",
         ))
         .endpoint_url(format!("http://{addr}"))
         .load()
@@ -122,9 +126,7 @@ pub async fn start(options: Options) -> anyhow::Result<Gateway> {
         addr,
         stage: Arc::from(options.stage.as_str()),
     };
-    let router = Router::new()
-        .fallback(http_api::serve)
-        .with_state(shared);
+    let router = Router::new().fallback(http_api::serve).with_state(shared);
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let served = axum::serve(

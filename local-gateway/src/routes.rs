@@ -5,8 +5,10 @@ use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse
 use futures::future::BoxFuture;
 use shared::App;
 
-pub type HttpHandler =
-    fn(&'static App, ApiGatewayV2httpRequest) -> BoxFuture<'static, shared::Result<ApiGatewayV2httpResponse>>;
+pub type HttpHandler = fn(
+    &'static App,
+    ApiGatewayV2httpRequest,
+) -> BoxFuture<'static, shared::Result<ApiGatewayV2httpResponse>>;
 
 /// An HTTP API route: `route_key` is API Gateway's (`"POST /users/auth/request_otp"`).
 #[derive(Clone, Copy)]
@@ -62,12 +64,20 @@ macro_rules! http_route {
 /// Every REST route, as the HTTP API in `template.yaml` declares it.
 pub fn http_routes() -> Vec<HttpRoute> {
     vec![
-        http_route!("POST /users/auth/request_otp", "http-request-otp", http_request_otp),
+        http_route!(
+            "POST /users/auth/request_otp",
+            "http-request-otp",
+            http_request_otp
+        ),
         http_route!("POST /users/auth/verify", "http-verify", http_verify),
         http_route!("POST /users/auth/logout", "http-logout", http_logout),
         http_route!("GET /users/me", "http-get-me", http_get_me),
         http_route!("PATCH /users/me", "http-update-me", http_update_me),
-        http_route!("GET /chat/messages/{other_id}", "http-get-messages", http_get_messages),
+        http_route!(
+            "GET /chat/messages/{other_id}",
+            "http-get-messages",
+            http_get_messages
+        ),
     ]
 }
 

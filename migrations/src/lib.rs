@@ -163,7 +163,10 @@ async fn apply_pending(
 
 /// Takes the lease: an upsert that only matches an expired lease, so while another runner
 /// holds it the upsert collides on `_id` and we wait.
-async fn acquire(coll: &Collection<Document>, owner: bson::oid::ObjectId) -> Result<(), MigrationError> {
+async fn acquire(
+    coll: &Collection<Document>,
+    owner: bson::oid::ObjectId,
+) -> Result<(), MigrationError> {
     let started = std::time::Instant::now();
     loop {
         let now = DateTime::now();

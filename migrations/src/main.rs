@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt().with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .init();
     let uri = std::env::var("MONGO_URI").unwrap_or_else(|_| "mongodb://localhost:27017".into());
     let db_name = std::env::var("MONGO_DB").unwrap_or_else(|_| "chat".into());
     let command = std::env::args().nth(1).unwrap_or_else(|| "status".into());

@@ -41,13 +41,21 @@ pub async fn request_otp(app: &App, mobile: Mobile) -> Result<OtpIssued> {
         let window_start = now - delta(RATE_WINDOW);
         let mut recent: Vec<Timestamp> = existing
             .as_ref()
-            .map(|d| d.requests.iter().map(|t| time::from_bson(*t)).filter(|t| *t > window_start).collect())
+            .map(|d| {
+                d.requests
+                    .iter()
+                    .map(|t| time::from_bson(*t))
+                    .filter(|t| *t > window_start)
+                    .collect()
+            })
             .unwrap_or_default();
         recent.sort();
         if recent.len() >= MAX_REQUESTS {
             let free_at = recent[recent.len() - MAX_REQUESTS] + delta(RATE_WINDOW);
             let wait = (free_at - now).to_std().unwrap_or(Duration::ZERO);
-            let retry_after = Duration::from_secs(wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(Duration::from_secs(1));
+            let retry_after =
+                Duration::from_secs(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
+                    .max(Duration::from_secs(1));
             return Err(AuthError::RateLimited { retry_after }.into());
         }
         recent.push(now);

@@ -48,7 +48,11 @@ pub struct Stored {
 }
 
 /// Stores a message. `deliver_after` is when it may be pushed (latency illusion).
-pub async fn store_message(app: &App, new: NewMessage, deliver_after: Option<Timestamp>) -> Result<Stored> {
+pub async fn store_message(
+    app: &App,
+    new: NewMessage,
+    deliver_after: Option<Timestamp>,
+) -> Result<Stored> {
     if new.from == new.to {
         return Err(ChatError::SelfMessage.into());
     }
@@ -74,14 +78,20 @@ pub async fn store_message(app: &App, new: NewMessage, deliver_after: Option<Tim
         read_at: None,
     };
     match app.store.messages.insert_one(&message).await {
-        Ok(_) => Ok(Stored { message, created: true }),
+        Ok(_) => Ok(Stored {
+            message,
+            created: true,
+        }),
         Err(e) if is_duplicate_key(&e) => {
             let original = match &dedupe {
                 Some(key) => app.store.messages.find_one(doc! { "dedupe": key }).await?,
                 None => None,
             };
             match original {
-                Some(message) => Ok(Stored { message, created: false }),
+                Some(message) => Ok(Stored {
+                    message,
+                    created: false,
+                }),
                 None => Err(e.into()),
             }
         }
@@ -149,7 +159,10 @@ pub async fn history(app: &App, me: UserId, other: UserId, q: HistoryQuery) -> R
     let messages = if q.strict {
         strict
     } else {
-        let times: Vec<i64> = strict.iter().map(|m| m.created_at.timestamp_millis()).collect();
+        let times: Vec<i64> = strict
+            .iter()
+            .map(|m| m.created_at.timestamp_millis())
+            .collect();
         let order = app.experiments.chronology(&times);
         order.into_iter().map(|i| strict[i].clone()).collect()
     };

@@ -285,17 +285,29 @@ mod tests {
 
     #[test]
     fn bad_values_are_reported() {
-        assert_eq!(cfg(&[("OTP_MODE", "sms")]).map(|_| ()).unwrap_err().key, "OTP_MODE");
         assert_eq!(
-            cfg(&[("RUN_MIGRATIONS", "maybe")]).map(|_| ()).unwrap_err().key,
+            cfg(&[("OTP_MODE", "sms")]).map(|_| ()).unwrap_err().key,
+            "OTP_MODE"
+        );
+        assert_eq!(
+            cfg(&[("RUN_MIGRATIONS", "maybe")])
+                .map(|_| ())
+                .unwrap_err()
+                .key,
             "RUN_MIGRATIONS"
         );
         assert_eq!(
-            cfg(&[("IDENTITY_DRIFT_RATE", "2")]).map(|_| ()).unwrap_err().key,
+            cfg(&[("IDENTITY_DRIFT_RATE", "2")])
+                .map(|_| ())
+                .unwrap_err()
+                .key,
             "IDENTITY_DRIFT_RATE"
         );
         assert_eq!(
-            cfg(&[("MAX_PAYLOAD", "1000000")]).map(|_| ()).unwrap_err().key,
+            cfg(&[("MAX_PAYLOAD", "1000000")])
+                .map(|_| ())
+                .unwrap_err()
+                .key,
             "MAX_PAYLOAD"
         );
     }

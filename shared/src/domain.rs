@@ -120,9 +120,9 @@ impl ConnectionId {
     pub fn parse(raw: &str) -> Result<Self, InputError> {
         let ok = !raw.is_empty()
             && raw.len() <= 128
-            && raw
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'=' | b'-' | b'_' | b'+' | b'/'));
+            && raw.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'=' | b'-' | b'_' | b'+' | b'/')
+            });
         if ok {
             Ok(Self(raw.to_owned()))
         } else {
@@ -330,7 +330,15 @@ mod tests {
 
     #[test]
     fn mobile_rejects_garbage() {
-        for bad in ["", "12345", "+", "+1", "4155552671", "+1415555267x", "+999999999999"] {
+        for bad in [
+            "",
+            "12345",
+            "+",
+            "+1",
+            "4155552671",
+            "+1415555267x",
+            "+999999999999",
+        ] {
             assert_eq!(Mobile::parse(bad), Err(InputError::InvalidMobile), "{bad}");
         }
     }

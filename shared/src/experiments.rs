@@ -129,10 +129,8 @@ fn cosmetic_variants(name: &str) -> Vec<String> {
         format!("{name}."),
         format!("~{name}"),
     ];
-    if let Some(last) = name.chars().last() {
-        if last.is_alphabetic() {
-            out.push(format!("{name}{last}"));
-        }
+    if let Some(last) = name.chars().last().filter(|c| c.is_alphabetic()) {
+        out.push(format!("{name}{last}"));
     }
     let mut chars = name.chars();
     if let Some(first) = chars.next() {

@@ -52,7 +52,9 @@ impl<'a> Request<'a> {
         let raw = self.event.body.as_deref().unwrap_or("");
         // Checked before decoding too: a huge body is refused without work.
         if raw.len() > MAX_BODY_BYTES * 4 / 3 + 4 {
-            return Err(InputError::BodyTooLarge { limit: MAX_BODY_BYTES });
+            return Err(InputError::BodyTooLarge {
+                limit: MAX_BODY_BYTES,
+            });
         }
         let bytes = if self.event.is_base64_encoded {
             base64::engine::general_purpose::STANDARD
@@ -62,7 +64,9 @@ impl<'a> Request<'a> {
             raw.as_bytes().to_vec()
         };
         if bytes.len() > MAX_BODY_BYTES {
-            return Err(InputError::BodyTooLarge { limit: MAX_BODY_BYTES });
+            return Err(InputError::BodyTooLarge {
+                limit: MAX_BODY_BYTES,
+            });
         }
         Ok(bytes)
     }
@@ -154,7 +158,10 @@ pub fn log_error(e: &Error) {
 
 fn json_headers() -> HeaderMap {
     let mut h = HeaderMap::new();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     h
 }
 
@@ -182,10 +189,11 @@ pub fn error_response(e: &Error) -> ApiGatewayV2httpResponse {
     let mut resp = ApiGatewayV2httpResponse::default();
     resp.status_code = i64::from(p.status);
     resp.headers = json_headers();
-    if let Some(wait) = p.retry_after {
-        if let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
-            resp.headers.insert(header::RETRY_AFTER, v);
-        }
+    if let Some(v) = p
+        .retry_after
+        .and_then(|wait| HeaderValue::from_str(&wait.as_secs().max(1).to_string()).ok())
+    {
+        resp.headers.insert(header::RETRY_AFTER, v);
     }
     if p.status == 401 {
         resp.headers
@@ -230,22 +238,41 @@ mod tests {
     #[test]
     fn json_errors_are_classified() {
         let e = event(Some("{nope"), None);
-        assert!(matches!(Request::new(&e).json::<Body1>(), Err(InputError::MalformedJson(_))));
+        assert!(matches!(
+            Request::new(&e).json::<Body1>(),
+            Err(InputError::MalformedJson(_))
+        ));
         let e = event(Some(r#"{"mobile": 5}"#), None);
-        assert!(matches!(Request::new(&e).json::<Body1>(), Err(InputError::InvalidBody(_))));
+        assert!(matches!(
+            Request::new(&e).json::<Body1>(),
+            Err(InputError::InvalidBody(_))
+        ));
         let e = event(None, None);
-        assert!(matches!(Request::new(&e).json::<Body1>(), Err(InputError::MalformedJson(_))));
+        assert!(matches!(
+            Request::new(&e).json::<Body1>(),
+            Err(InputError::MalformedJson(_))
+        ));
         let big = format!(r#"{{"mobile":"{}"}}"#, "x".repeat(MAX_BODY_BYTES));
         let e = event(Some(&big), None);
-        assert!(matches!(Request::new(&e).json::<Body1>(), Err(InputError::BodyTooLarge { .. })));
+        assert!(matches!(
+            Request::new(&e).json::<Body1>(),
+            Err(InputError::BodyTooLarge { .. })
+        ));
     }
 
     #[test]
     fn authorization_forms() {
         let t = Token::generate();
-        for form in [t.expose().to_owned(), format!("Bearer {}", t.expose()), format!("bearer  {}", t.expose())] {
+        for form in [
+            t.expose().to_owned(),
+            format!("Bearer {}", t.expose()),
+            format!("bearer  {}", t.expose()),
+        ] {
             let e = event(None, Some(&form));
-            assert_eq!(Request::new(&e).token().map(|t| t.hash()).ok(), Some(t.hash()));
+            assert_eq!(
+                Request::new(&e).token().map(|t| t.hash()).ok(),
+                Some(t.hash())
+            );
         }
         let e = event(None, None);
         assert!(Request::new(&e).token().is_err());
@@ -259,8 +286,15 @@ mod tests {
             retry_after: std::time::Duration::from_secs(30),
         }));
         assert_eq!(resp.status_code, 429);
-        assert_eq!(resp.headers.get("retry-after").and_then(|v| v.to_str().ok()), Some("30"));
-        let Some(Body::Text(body)) = resp.body else { panic!("text body") };
+        assert_eq!(
+            resp.headers
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok()),
+            Some("30")
+        );
+        let Some(Body::Text(body)) = resp.body else {
+            panic!("text body")
+        };
         let v: serde_json::Value = serde_json::from_str(&body).expect("json");
         assert_eq!(v["error"]["code"], "rate_limited");
         assert!(v["error"]["message"].is_string());

@@ -8,7 +8,9 @@
 use aws_sdk_apigatewaymanagement::{
     Client,
     error::{DisplayErrorContext, SdkError},
-    operation::{delete_connection::DeleteConnectionError, post_to_connection::PostToConnectionError},
+    operation::{
+        delete_connection::DeleteConnectionError, post_to_connection::PostToConnectionError,
+    },
     primitives::Blob,
 };
 
@@ -52,8 +54,12 @@ impl Pusher {
             Ok(_) => Ok(()),
             Err(SdkError::ServiceError(e)) => match e.err() {
                 PostToConnectionError::GoneException(_) => Err(PushError::Gone),
-                PostToConnectionError::PayloadTooLargeException(_) => Err(PushError::PayloadTooLarge),
-                other => Err(PushError::Management(DisplayErrorContext(other).to_string())),
+                PostToConnectionError::PayloadTooLargeException(_) => {
+                    Err(PushError::PayloadTooLarge)
+                }
+                other => Err(PushError::Management(
+                    DisplayErrorContext(other).to_string(),
+                )),
             },
             Err(e) => Err(PushError::Management(DisplayErrorContext(&e).to_string())),
         }
@@ -69,7 +75,11 @@ impl Pusher {
             .await;
         match res {
             Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(e)) if matches!(e.err(), DeleteConnectionError::GoneException(_)) => Ok(()),
+            Err(SdkError::ServiceError(e))
+                if matches!(e.err(), DeleteConnectionError::GoneException(_)) =>
+            {
+                Ok(())
+            }
             Err(e) => Err(PushError::Management(DisplayErrorContext(&e).to_string())),
         }
     }

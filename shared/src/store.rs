@@ -160,7 +160,13 @@ impl Store {
 
     /// Runs `work` while holding the lease `key`, waiting up to `wait` for it. The lease
     /// expires by itself after `lease` should the holder die.
-    pub async fn with_lock<T, F>(&self, key: &str, lease: Duration, wait: Duration, work: F) -> Result<T>
+    pub async fn with_lock<T, F>(
+        &self,
+        key: &str,
+        lease: Duration,
+        wait: Duration,
+        work: F,
+    ) -> Result<T>
     where
         F: AsyncFnOnce() -> Result<T>,
     {

@@ -7,7 +7,10 @@ use shared::error::InputError;
 use shared::http::{self, Reply};
 use shared::{App, Result, auth};
 
-pub async fn handler(app: &'static App, event: ApiGatewayV2httpRequest) -> Result<ApiGatewayV2httpResponse> {
+pub async fn handler(
+    app: &'static App,
+    event: ApiGatewayV2httpRequest,
+) -> Result<ApiGatewayV2httpResponse> {
     Ok(http::handle(event, async |req| {
         let me = auth::authenticate(app, &req.token()?).await?;
         let other = UserId::parse(req.path_param("other_id").unwrap_or_default())?;

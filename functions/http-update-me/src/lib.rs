@@ -6,7 +6,10 @@ use shared::domain::DisplayName;
 use shared::http::{self, Reply};
 use shared::{App, Result, auth, users};
 
-pub async fn handler(app: &'static App, event: ApiGatewayV2httpRequest) -> Result<ApiGatewayV2httpResponse> {
+pub async fn handler(
+    app: &'static App,
+    event: ApiGatewayV2httpRequest,
+) -> Result<ApiGatewayV2httpResponse> {
     Ok(http::handle(event, async |req| {
         let me = auth::authenticate(app, &req.token()?).await?;
         let body: UpdateProfileBody = req.json()?;

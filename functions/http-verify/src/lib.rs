@@ -6,7 +6,10 @@ use shared::domain::{Mobile, Otp};
 use shared::http::{self, Reply};
 use shared::{App, Result, auth};
 
-pub async fn handler(app: &'static App, event: ApiGatewayV2httpRequest) -> Result<ApiGatewayV2httpResponse> {
+pub async fn handler(
+    app: &'static App,
+    event: ApiGatewayV2httpRequest,
+) -> Result<ApiGatewayV2httpResponse> {
     Ok(http::handle(event, async |req| {
         let body: VerifyBody = req.json()?;
         let mobile = Mobile::parse(&body.mobile)?;

@@ -7,7 +7,12 @@ use mongodb::{Database, IndexModel, options::IndexOptions};
 
 pub(crate) fn up(db: Database) -> BoxFuture<'static, mongodb::error::Result<()>> {
     Box::pin(async move {
-        let unique = |name: &str| IndexOptions::builder().name(name.to_owned()).unique(true).build();
+        let unique = |name: &str| {
+            IndexOptions::builder()
+                .name(name.to_owned())
+                .unique(true)
+                .build()
+        };
         let named = |name: &str| IndexOptions::builder().name(name.to_owned()).build();
         let ttl = |name: &str| {
             IndexOptions::builder()

@@ -1,0 +1,51 @@
+# The two commands: `make dev` runs the service locally, `make test` checks everything.
+# Both install what they need on a fresh machine (cmake via apt-get, secantusd-rs via cargo
+# install into .tools/, test clients into project-local folders).
+
+SHELL := /bin/bash
+SECANTUS_VERSION := 0.5.3-beta.196
+TOOLS := $(CURDIR)/.tools
+SECANTUSD := $(TOOLS)/bin/secantusd-rs
+VENV := $(CURDIR)/.venv
+NODE_DIR := tests/node
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: dev test check fmt clippy unit tools db-tool client-tools migrate status clean-data
+
+## dev: start secantusd-rs (data in .data/, unless MONGO_URI is set), migrate, serve on :8000
+dev: db-tool
+	@scripts/dev.sh
+
+## test: fmt check, clippy (warnings denied), unit + integration tests with real clients
+test: db-tool client-tools
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	SECANTUSD=$(SECANTUSD) CHAT_VENV=$(VENV) cargo test --workspace
+
+## migrate / status: run the migration runner against MONGO_URI (default localhost:27017)
+migrate:
+	cargo run -q -p chat-migrations --bin migrate -- up
+status:
+	cargo run -q -p chat-migrations --bin migrate -- status
+
+tools: db-tool client-tools
+
+$(SECANTUSD):
+	@command -v cmake >/dev/null || { echo "installing cmake"; $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq cmake; }
+	cargo install secantus-mdb --version $(SECANTUS_VERSION) --ignore-rust-version --locked --root $(TOOLS)
+
+db-tool: $(SECANTUSD)
+
+client-tools: $(NODE_DIR)/node_modules/.installed $(VENV)/.installed
+
+$(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
+	cd $(NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(VENV)/.installed: tests/python/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r tests/python/requirements.txt
+	touch $@
+
+clean-data:
+	rm -rf .data

@@ -1,0 +1,116 @@
+//! A small REST client for the product's HTTP API, used by the tests.
+
+#![allow(clippy::unwrap_used)]
+
+use serde_json::{Value, json};
+
+/// A REST response: status, headers, and the body parsed as JSON (`Null` when empty).
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Resp {
+    /// The error code of an error body.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+}
+
+/// A logged-in user.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub mobile: String,
+    pub token: String,
+    pub user_id: String,
+    pub display_name: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Api {
+    pub base: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(base: String) -> Self {
+        Self {
+            base,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<String>,
+    ) -> Resp {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self.http.request(method, format!("{}{}", self.base, path));
+        if let Some(t) = token {
+            req = req.header("authorization", t);
+        }
+        if let Some(b) = body {
+            req = req.header("content-type", "application/json").body(b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.unwrap();
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+        };
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Resp {
+        self.send("POST", path, token, Some(body.to_string())).await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Resp {
+        self.send("GET", path, token, None).await
+    }
+
+    pub async fn request_otp(&self, mobile: &str) -> Resp {
+        self.post("/users/auth/request_otp", None, json!({ "mobile": mobile }))
+            .await
+    }
+
+    pub async fn verify(&self, mobile: &str, otp: &str) -> Resp {
+        self.post(
+            "/users/auth/verify",
+            None,
+            json!({ "mobile": mobile, "otp": otp }),
+        )
+        .await
+    }
+
+    /// request_otp + verify, asserting both succeed.
+    pub async fn login(&self, mobile: &str) -> User {
+        let otp = self.request_otp(mobile).await;
+        assert_eq!(otp.status, 200, "request_otp: {:?}", otp.body);
+        let v = self.verify(mobile, otp.body["otp"].as_str().unwrap()).await;
+        assert_eq!(v.status, 200, "verify: {:?}", v.body);
+        User {
+            mobile: mobile.to_owned(),
+            token: v.body["token"].as_str().unwrap().to_owned(),
+            user_id: v.body["user_id"].as_str().unwrap().to_owned(),
+            display_name: v.body["display_name"].as_str().unwrap().to_owned(),
+        }
+    }
+}
+
+/// A distinct valid mobile number per call (US 415 numbers).
+pub fn mobile(n: u32) -> String {
+    format!("+1415555{:04}", n % 10_000)
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests, one binary: each test gets its own database on the shared
+//! `secantusd-rs` and its own local gateway on port 0.
+
+#![allow(clippy::unwrap_used)]
+
+mod handlers;
+mod migrations_runner;
+mod rest;
