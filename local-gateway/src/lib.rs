@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::routing::{any, get, post};
 use shared::App;
 use shared::config::Config;
 use tokio::net::TcpListener;
@@ -24,7 +25,13 @@ use tokio::sync::oneshot;
 
 mod http_api;
 pub mod ids;
+mod lambda_api;
+mod management;
 pub mod routes;
+mod schedule;
+mod websocket;
+
+pub use websocket::Limits;
 
 /// How to start a gateway.
 #[derive(Debug, Clone)]
@@ -38,6 +45,8 @@ pub struct Options {
     pub config: Config,
     /// How often the schedule invokes the scheduler (EventBridge: every minute in AWS).
     pub schedule_every: Duration,
+    /// WebSocket idle timeout and maximum connection lifetime.
+    pub limits: Limits,
 }
 
 impl Options {
@@ -48,6 +57,7 @@ impl Options {
             stage: "local".into(),
             config,
             schedule_every: Duration::from_secs(5),
+            limits: Limits::default(),
         }
     }
 }
@@ -57,8 +67,11 @@ impl Options {
 pub(crate) struct Shared {
     pub(crate) app: &'static App,
     pub(crate) http_routes: Arc<Vec<routes::HttpRoute>>,
+    pub(crate) ws_routes: Arc<Vec<routes::WsRoute>>,
+    pub(crate) invocables: Arc<Vec<routes::Invocable>>,
+    pub(crate) registry: Arc<websocket::Registry>,
+    pub(crate) limits: Limits,
     pub(crate) addr: SocketAddr,
-    #[allow(dead_code)]
     pub(crate) stage: Arc<str>,
 }
 
@@ -73,7 +86,9 @@ pub struct Gateway {
     pub addr: SocketAddr,
     pub app: &'static App,
     pub stage: String,
+    registry: Arc<websocket::Registry>,
     shutdown: Option<oneshot::Sender<()>>,
+    stop_schedule: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -82,8 +97,20 @@ impl Gateway {
         format!("http://{}", self.addr)
     }
 
+    /// The URL a Socket.IO client connects to (`io(url, {transports: ["websocket"]})`).
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}", self.addr)
+    }
+
+    /// How many WebSocket connections are open.
+    pub fn open_connections(&self) -> usize {
+        self.registry.len()
+    }
+
     /// Stops accepting, closes every connection, and waits for the server task.
     pub async fn stop(mut self) {
+        let _ = self.stop_schedule.send(true);
+        self.registry.close_all();
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -120,13 +147,37 @@ pub async fn start(options: Options) -> anyhow::Result<Gateway> {
     config.ws.endpoint = Some(format!("http://{addr}/{}", options.stage));
     let sdk = sdk_config(addr).await;
     let app: &'static App = Box::leak(Box::new(App::new(config, &sdk).await?));
+    let registry = Arc::new(websocket::Registry::default());
     let shared = Shared {
         app,
         http_routes: Arc::new(routes::http_routes()),
+        ws_routes: Arc::new(routes::ws_routes()),
+        invocables: Arc::new(routes::invocables()),
+        registry: registry.clone(),
+        limits: options.limits,
         addr,
         stage: Arc::from(options.stage.as_str()),
     };
-    let router = Router::new().fallback(http_api::serve).with_state(shared);
+    let (stop_schedule, schedule_stop_rx) = tokio::sync::watch::channel(false);
+    schedule::spawn(shared.clone(), options.schedule_every, schedule_stop_rx);
+    let router = Router::new()
+        .route("/", get(websocket::upgrade))
+        .route("/socket.io", any(websocket::upgrade))
+        .route("/socket.io/", any(websocket::upgrade))
+        .route(&format!("/{}", options.stage), get(websocket::upgrade))
+        .route(&format!("/{}/", options.stage), get(websocket::upgrade))
+        .route(
+            "/{stage}/@connections/{id}",
+            post(management::post)
+                .get(management::get)
+                .delete(management::delete),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/invocations",
+            post(lambda_api::invoke),
+        )
+        .fallback(http_api::serve)
+        .with_state(shared);
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let served = axum::serve(
@@ -146,7 +197,9 @@ pub async fn start(options: Options) -> anyhow::Result<Gateway> {
         addr,
         app,
         stage: options.stage,
+        registry,
         shutdown: Some(tx),
+        stop_schedule,
         task,
     })
 }

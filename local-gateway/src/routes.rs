@@ -1,8 +1,12 @@
 //! Which function serves which route: the one table the local gateway dispatches from, and
 //! that the template test compares with `template.yaml` so the two cannot drift apart.
 
-use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use aws_lambda_events::apigw::{
+    ApiGatewayProxyResponse, ApiGatewayV2httpRequest, ApiGatewayV2httpResponse,
+    ApiGatewayWebsocketProxyRequest,
+};
 use futures::future::BoxFuture;
+use serde_json::Value;
 use shared::App;
 
 pub type HttpHandler = fn(
@@ -79,6 +83,66 @@ pub fn http_routes() -> Vec<HttpRoute> {
             http_get_messages
         ),
     ]
+}
+
+pub type WsHandler = fn(
+    &'static App,
+    ApiGatewayWebsocketProxyRequest,
+) -> BoxFuture<'static, shared::Result<ApiGatewayProxyResponse>>;
+
+/// A WebSocket API route: `$connect`, `$disconnect`, `$default` or an `action` value.
+#[derive(Clone, Copy)]
+pub struct WsRoute {
+    pub route_key: &'static str,
+    pub function: &'static str,
+    pub handler: WsHandler,
+}
+
+macro_rules! ws_route {
+    ($key:literal, $function:literal, $krate:ident) => {
+        WsRoute {
+            route_key: $key,
+            function: $function,
+            handler: |app, event| Box::pin($krate::handler(app, event)),
+        }
+    };
+}
+
+/// Every WebSocket route, as the WebSocket API in `template.yaml` declares it
+/// (`RouteSelectionExpression: $request.body.action`).
+pub fn ws_routes() -> Vec<WsRoute> {
+    vec![
+        ws_route!("$connect", "ws-connect", ws_connect),
+        ws_route!("$disconnect", "ws-disconnect", ws_disconnect),
+        ws_route!("$default", "ws-default", ws_default),
+        ws_route!("send_message", "ws-send-message", ws_send_message),
+        ws_route!("typing", "ws-typing", ws_typing),
+        ws_route!("read", "ws-read", ws_read),
+    ]
+}
+
+pub type InvokeHandler = fn(&'static App, Value) -> BoxFuture<'static, Result<Value, String>>;
+
+/// A function other functions invoke through the Lambda API (and the schedule targets).
+#[derive(Clone, Copy)]
+pub struct Invocable {
+    pub function: &'static str,
+    pub handler: InvokeHandler,
+}
+
+/// The functions reachable through the Lambda `Invoke` API.
+pub fn invocables() -> Vec<Invocable> {
+    vec![Invocable {
+        function: "scheduler",
+        handler: |app, payload| {
+            Box::pin(async move {
+                match scheduler::handler(app, payload).await {
+                    Ok(report) => Ok(serde_json::to_value(report).unwrap_or(Value::Null)),
+                    Err(e) => Err(e.to_string()),
+                }
+            })
+        },
+    }]
 }
 
 #[cfg(test)]

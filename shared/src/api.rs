@@ -79,3 +79,86 @@ pub struct HistoryPage {
     pub next_before: Option<MessageId>,
     pub has_more: bool,
 }
+
+/// `send_message` (Socket.IO event and plain-JSON action).
+#[derive(Debug, Deserialize)]
+pub struct SendMessageArgs {
+    pub to: String,
+    pub text: String,
+    #[serde(default)]
+    pub client_id: Option<String>,
+}
+
+/// `typing` (Socket.IO event and plain-JSON action).
+#[derive(Debug, Deserialize)]
+pub struct TypingArgs {
+    pub to: String,
+    pub typing: bool,
+}
+
+/// `read` (Socket.IO event and plain-JSON action).
+#[derive(Debug, Deserialize)]
+pub struct ReadArgs {
+    pub message_id: String,
+}
+
+/// The `message` event: what sender and recipient connections receive, and what an ack of
+/// `send_message` carries.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MessageEvent {
+    pub message_id: MessageId,
+    pub from: UserId,
+    pub to: UserId,
+    pub text: String,
+    #[serde(serialize_with = "time::rfc3339")]
+    pub created_at: Timestamp,
+    pub client_id: Option<String>,
+}
+
+/// The `delivered` event, to the sender's connections.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeliveredEvent {
+    pub message_id: MessageId,
+    pub to: UserId,
+    #[serde(serialize_with = "time::rfc3339")]
+    pub delivered_at: Timestamp,
+}
+
+/// The `read` event, to the sender's connections.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReadEvent {
+    pub message_id: MessageId,
+    pub by: UserId,
+    #[serde(serialize_with = "time::rfc3339")]
+    pub read_at: Timestamp,
+}
+
+/// The `read_ack` event, to the reader.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReadAckEvent {
+    pub message_id: MessageId,
+    #[serde(serialize_with = "time::rfc3339")]
+    pub read_at: Timestamp,
+}
+
+/// The `typing` event, to the recipient's connections.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TypingEvent {
+    pub from: UserId,
+    pub typing: bool,
+}
+
+/// The `system` event: server notices.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SystemEvent {
+    /// After a successful authentication: who you are and how many stored messages follow.
+    Welcome { user_id: UserId, pending: u64 },
+    /// A refused event; the connection stays open.
+    Error {
+        code: String,
+        message: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        event: Option<String>,
+    },
+}

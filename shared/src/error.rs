@@ -73,6 +73,8 @@ pub enum ChatError {
     Forbidden,
     #[error("the `before` cursor does not name a message of this conversation")]
     InvalidCursor,
+    #[error("unknown event `{0}`; the events are send_message, typing and read")]
+    UnknownEvent(String),
 }
 
 /// The database.
@@ -172,6 +174,7 @@ impl Error {
                 ChatError::UnknownMessage => (404, "unknown_message"),
                 ChatError::Forbidden => (403, "forbidden"),
                 ChatError::InvalidCursor => (400, "invalid_cursor"),
+                ChatError::UnknownEvent(_) => (400, "unknown_event"),
             },
             Error::Store(StoreError::LockTimeout(_)) => (503, "busy"),
             Error::Store(_) => (503, "store_unavailable"),

@@ -35,7 +35,8 @@ where
         }
     };
     lambda_runtime::run(service_fn(move |event: LambdaEvent<E>| async move {
-        handler(app, event.payload).await
+        // Boxed: handler futures are deep, and the runtime's own layers nest them further.
+        Box::pin(handler(app, event.payload)).await
     }))
     .await
 }

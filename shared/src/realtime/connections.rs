@@ -1,0 +1,167 @@
+//! The `connections` collection: one record per live WebSocket connection, with the protocol
+//! it speaks and, once authenticated, its user. The record is what lets any function (there
+//! is no shared memory between Lambda invocations) find a user's connections.
+
+use std::time::Duration;
+
+use bson::doc;
+use futures::TryStreamExt;
+
+use crate::app::App;
+use crate::domain::{ConnectionId, UserId};
+use crate::error::Result;
+use crate::store::{ConnectionDoc, Protocol};
+use crate::time;
+
+/// API Gateway closes every connection after 2 hours; the record's TTL follows, with margin.
+pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(2 * 3600 + 600);
+
+/// Records a new connection (at `$connect`).
+pub async fn register(
+    app: &App,
+    id: &ConnectionId,
+    protocol: Protocol,
+    user: Option<UserId>,
+    eio_sid: Option<String>,
+) -> Result<()> {
+    let now = time::now();
+    let doc = ConnectionDoc {
+        connection_id: id.as_str().to_owned(),
+        protocol,
+        user_id: user.map(|u| u.object_id()),
+        eio_sid,
+        namespaces: Vec::new(),
+        connected_at: time::to_bson(now),
+        last_seen: time::to_bson(now),
+        last_ping: None,
+        opened: false,
+        expires_at: time::to_bson(
+            now + chrono::TimeDelta::from_std(MAX_CONNECTION_AGE).unwrap_or_default(),
+        ),
+    };
+    app.store
+        .connections
+        .replace_one(doc! { "_id": id.as_str() }, &doc)
+        .upsert(true)
+        .await?;
+    Ok(())
+}
+
+pub async fn get(app: &App, id: &ConnectionId) -> Result<Option<ConnectionDoc>> {
+    Ok(app
+        .store
+        .connections
+        .find_one(doc! { "_id": id.as_str() })
+        .await?)
+}
+
+/// Binds a Socket.IO connection to its user and records the namespace it joined.
+pub async fn join(
+    app: &App,
+    id: &ConnectionId,
+    user: Option<UserId>,
+    ns: &str,
+    sid: &str,
+) -> Result<bool> {
+    let join = doc! { "ns": ns, "sid": sid };
+    let mut set = doc! {};
+    if let Some(u) = user {
+        set.insert("user_id", u.object_id());
+    }
+    // Re-joining a namespace replaces its entry: pull, then push.
+    let res = app
+        .store
+        .connections
+        .update_one(
+            doc! { "_id": id.as_str() },
+            doc! { "$pull": { "namespaces": { "ns": ns } } },
+        )
+        .await?;
+    if res.matched_count == 0 {
+        return Ok(false);
+    }
+    let mut update = doc! { "$push": { "namespaces": join } };
+    if !set.is_empty() {
+        update.insert("$set", set);
+    }
+    app.store
+        .connections
+        .update_one(doc! { "_id": id.as_str() }, update)
+        .await?;
+    Ok(true)
+}
+
+/// Removes a namespace from a Socket.IO connection (client DISCONNECT packet).
+pub async fn leave(app: &App, id: &ConnectionId, ns: &str) -> Result<()> {
+    let mut update = doc! { "$pull": { "namespaces": { "ns": ns } } };
+    if ns == "/" {
+        update.insert("$set", doc! { "user_id": bson::Bson::Null });
+    }
+    app.store
+        .connections
+        .update_one(doc! { "_id": id.as_str() }, update)
+        .await?;
+    Ok(())
+}
+
+pub async fn remove(app: &App, id: &ConnectionId) -> Result<()> {
+    app.store
+        .connections
+        .delete_one(doc! { "_id": id.as_str() })
+        .await?;
+    Ok(())
+}
+
+/// A sign of life (Engine.IO pong).
+pub async fn touch(app: &App, id: &ConnectionId) -> Result<()> {
+    app.store
+        .connections
+        .update_one(
+            doc! { "_id": id.as_str() },
+            doc! { "$set": { "last_seen": time::to_bson(time::now()) } },
+        )
+        .await?;
+    Ok(())
+}
+
+/// Every authenticated connection of these users.
+pub async fn of_users(app: &App, users: &[UserId]) -> Result<Vec<ConnectionDoc>> {
+    let ids: Vec<bson::oid::ObjectId> = users.iter().map(UserId::object_id).collect();
+    let filter = match ids.as_slice() {
+        [one] => doc! { "user_id": one },
+        _ => doc! { "user_id": { "$in": ids } },
+    };
+    Ok(app
+        .store
+        .connections
+        .find(filter)
+        .await?
+        .try_collect()
+        .await?)
+}
+
+/// Every connection speaking `protocol`.
+pub async fn all(app: &App, protocol: Protocol) -> Result<Vec<ConnectionDoc>> {
+    let p = bson::to_bson(&protocol).unwrap_or(bson::Bson::Null);
+    Ok(app
+        .store
+        .connections
+        .find(doc! { "protocol": p })
+        .await?
+        .try_collect()
+        .await?)
+}
+
+impl ConnectionDoc {
+    pub fn id(&self) -> Option<ConnectionId> {
+        ConnectionId::parse(&self.connection_id).ok()
+    }
+
+    pub fn user(&self) -> Option<UserId> {
+        self.user_id.map(UserId::from_object_id)
+    }
+
+    pub fn joined(&self, ns: &str) -> bool {
+        self.namespaces.iter().any(|j| j.ns == ns)
+    }
+}

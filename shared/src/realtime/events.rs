@@ -1,0 +1,100 @@
+//! Events the server sends, and their framing for each protocol: Socket.IO clients get
+//! `42["name",data]`, plain-JSON clients `{"event":"name","data":..}`.
+
+use serde_json::{Value, json};
+
+use crate::api::{DeliveredEvent, MessageEvent, ReadAckEvent, ReadEvent, SystemEvent, TypingEvent};
+use crate::error::Error;
+use crate::socketio;
+use crate::store::Protocol;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServerEvent {
+    Message(MessageEvent),
+    Delivered(DeliveredEvent),
+    Read(ReadEvent),
+    ReadAck(ReadAckEvent),
+    Typing(TypingEvent),
+    System(SystemEvent),
+}
+
+impl ServerEvent {
+    pub fn name(&self) -> &'static str {
+        match self {
+            ServerEvent::Message(_) => "message",
+            ServerEvent::Delivered(_) => "delivered",
+            ServerEvent::Read(_) => "read",
+            ServerEvent::ReadAck(_) => "read_ack",
+            ServerEvent::Typing(_) => "typing",
+            ServerEvent::System(_) => "system",
+        }
+    }
+
+    pub fn data(&self) -> Value {
+        let v = match self {
+            ServerEvent::Message(e) => serde_json::to_value(e),
+            ServerEvent::Delivered(e) => serde_json::to_value(e),
+            ServerEvent::Read(e) => serde_json::to_value(e),
+            ServerEvent::ReadAck(e) => serde_json::to_value(e),
+            ServerEvent::Typing(e) => serde_json::to_value(e),
+            ServerEvent::System(e) => serde_json::to_value(e),
+        };
+        v.unwrap_or(Value::Null)
+    }
+
+    /// The WebSocket frame for a connection speaking `protocol`.
+    pub fn frame(&self, protocol: Protocol) -> String {
+        match protocol {
+            Protocol::SocketIo => socketio::event("/", self.name(), &self.data()),
+            Protocol::Json => json!({ "event": self.name(), "data": self.data() }).to_string(),
+        }
+    }
+
+    /// A `system` error event for a refused client event.
+    pub fn error(e: &Error, event: Option<&str>) -> Self {
+        let p = e.public();
+        ServerEvent::System(SystemEvent::Error {
+            code: p.code.to_owned(),
+            message: p.message,
+            event: event.map(str::to_owned),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::UserId;
+
+    #[test]
+    fn frames_per_protocol() {
+        let from = UserId::new();
+        let e = ServerEvent::Typing(TypingEvent { from, typing: true });
+        assert_eq!(
+            e.frame(Protocol::SocketIo),
+            format!(r#"42["typing",{{"from":"{from}","typing":true}}]"#)
+        );
+        let v: Value = serde_json::from_str(&e.frame(Protocol::Json)).expect("json");
+        assert_eq!(
+            v,
+            json!({"event":"typing","data":{"from":from.to_string(),"typing":true}})
+        );
+    }
+
+    #[test]
+    fn system_events() {
+        let u = UserId::new();
+        let w = ServerEvent::System(SystemEvent::Welcome {
+            user_id: u,
+            pending: 3,
+        });
+        assert_eq!(
+            w.data(),
+            json!({"type":"welcome","user_id":u.to_string(),"pending":3})
+        );
+        let err = ServerEvent::error(&crate::error::ChatError::Forbidden.into(), Some("read"));
+        assert_eq!(err.data()["type"], "error");
+        assert_eq!(err.data()["code"], "forbidden");
+        assert_eq!(err.data()["event"], "read");
+    }
+}

@@ -1,0 +1,10 @@
+//! Real time over API Gateway WebSockets: connection records, the Socket.IO shim and the
+//! plain-JSON routes (`ws`), the chat events behind them (`service`), outgoing events and
+//! their framing (`events`), fan-out and ordered delivery (`fanout`), and phantom typing.
+
+pub mod connections;
+pub mod events;
+pub mod fanout;
+pub mod phantom;
+pub mod service;
+pub mod ws;

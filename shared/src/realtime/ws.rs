@@ -1,0 +1,446 @@
+//! The WebSocket routes: `$connect`, `$disconnect`, `$default` (the Engine.IO/Socket.IO
+//! framing shim) and the plain-JSON action routes (`send_message`, `typing`, `read`).
+//!
+//! Each takes the API Gateway WebSocket event and returns the integration response API
+//! Gateway expects (only `$connect`'s status matters: non-2xx refuses the handshake).
+//! Replies never travel in that response: they are pushed through @connections, framed for
+//! the connection's protocol.
+
+use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use aws_lambda_events::encodings::Body;
+use base64::Engine as _;
+use serde_json::Value;
+use tracing::Instrument;
+
+use crate::app::App;
+use crate::auth;
+use crate::domain::{ConnectionId, Token, random_sid};
+use crate::error::{AuthError, Error, InputError, Result};
+use crate::realtime::connections;
+use crate::realtime::events::ServerEvent;
+use crate::realtime::fanout::{self, Due};
+use crate::realtime::service::{self, Caller, ClientEvent};
+use crate::scheduler::Task;
+use crate::socketio::{self, ClientPacket, EnginePacket, ProtocolError};
+use crate::store::{ConnectionDoc, Protocol};
+
+/// The plain-JSON routes API Gateway selects with `$request.body.action`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    SendMessage,
+    Typing,
+    Read,
+}
+
+impl Action {
+    pub fn route_key(self) -> &'static str {
+        match self {
+            Action::SendMessage => "send_message",
+            Action::Typing => "typing",
+            Action::Read => "read",
+        }
+    }
+}
+
+fn response(status: i64, body: Option<&str>) -> ApiGatewayProxyResponse {
+    let mut r = ApiGatewayProxyResponse::default();
+    r.status_code = status;
+    r.body = body.map(|b| Body::Text(b.to_owned()));
+    r
+}
+
+fn ok() -> ApiGatewayProxyResponse {
+    response(200, None)
+}
+
+fn connection_id(event: &ApiGatewayWebsocketProxyRequest) -> Result<ConnectionId> {
+    Ok(ConnectionId::parse(
+        event
+            .request_context
+            .connection_id
+            .as_deref()
+            .unwrap_or_default(),
+    )?)
+}
+
+fn span(event: &ApiGatewayWebsocketProxyRequest) -> tracing::Span {
+    tracing::info_span!(
+        "ws",
+        route = event.request_context.route_key.as_deref().unwrap_or(""),
+        connection = event.request_context.connection_id.as_deref().unwrap_or(""),
+    )
+}
+
+fn body_text(event: &ApiGatewayWebsocketProxyRequest) -> String {
+    let raw = event.body.clone().unwrap_or_default();
+    if event.is_base64_encoded {
+        base64::engine::general_purpose::STANDARD
+            .decode(raw.as_bytes())
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .unwrap_or_default()
+    } else {
+        raw
+    }
+}
+
+/// `$connect`: Socket.IO clients (`?EIO=4&transport=websocket`) are recorded and the
+/// scheduler is asked to post the Engine.IO open packet once the connection exists;
+/// plain-JSON clients must bring a valid `?token=` or are refused with 401.
+pub async fn on_connect(
+    app: &App,
+    event: ApiGatewayWebsocketProxyRequest,
+) -> Result<ApiGatewayProxyResponse> {
+    let span = span(&event);
+    async {
+        let id = connection_id(&event)?;
+        let query = &event.query_string_parameters;
+        if let Some(eio) = query.first("EIO") {
+            if eio != "4" {
+                return Ok(response(
+                    400,
+                    Some("only Engine.IO protocol 4 (Socket.IO v3/v4 clients) is supported"),
+                ));
+            }
+            if query.first("transport").is_some_and(|t| t != "websocket") {
+                return Ok(response(400, Some("use transports: [\"websocket\"]")));
+            }
+            connections::register(app, &id, Protocol::SocketIo, None, Some(random_sid())).await?;
+            app.invoker
+                .invoke_async(&Task::Open {
+                    connection_id: id.as_str().to_owned(),
+                })
+                .await?;
+            return Ok(ok());
+        }
+        let user = match query.first("token").map(Token::parse) {
+            Some(Ok(token)) => match auth::authenticate(app, &token).await {
+                Ok(user) => user,
+                Err(Error::Auth(_)) => return Ok(response(401, Some("Unauthorized"))),
+                Err(e) => return Err(e),
+            },
+            _ => return Ok(response(401, Some("Unauthorized"))),
+        };
+        connections::register(app, &id, Protocol::Json, Some(user), None).await?;
+        app.invoker
+            .invoke_async(&Task::Welcome {
+                connection_id: id.as_str().to_owned(),
+            })
+            .await?;
+        Ok(ok())
+    }
+    .instrument(span)
+    .await
+}
+
+/// `$disconnect`: forgets the connection.
+pub async fn on_disconnect(
+    app: &App,
+    event: ApiGatewayWebsocketProxyRequest,
+) -> Result<ApiGatewayProxyResponse> {
+    let span = span(&event);
+    async {
+        let id = connection_id(&event)?;
+        connections::remove(app, &id).await?;
+        Ok(ok())
+    }
+    .instrument(span)
+    .await
+}
+
+/// `$default`: every Socket.IO frame (they are not JSON objects with an `action`), and
+/// plain-JSON frames whose action has no route.
+pub async fn on_default(
+    app: &App,
+    event: ApiGatewayWebsocketProxyRequest,
+) -> Result<ApiGatewayProxyResponse> {
+    let span = span(&event);
+    async {
+        let id = connection_id(&event)?;
+        let frame = body_text(&event);
+        let Some(conn) = connections::get(app, &id).await? else {
+            // No record: the connection is unknown to us (expired, or never registered).
+            tracing::warn!("frame from an unknown connection; closing it");
+            let _ = app.pusher.close(&id).await;
+            return Ok(ok());
+        };
+        match conn.protocol {
+            Protocol::SocketIo => Box::pin(socket_io_frame(app, &id, &conn, &frame)).await?,
+            Protocol::Json => {
+                let e: Error = match serde_json::from_str::<Value>(&frame) {
+                    Ok(v) => match v.get("action").and_then(Value::as_str) {
+                        Some(action) => {
+                            crate::error::ChatError::UnknownEvent(action.to_owned()).into()
+                        }
+                        None => InputError::InvalidBody(
+                            "frames are JSON objects with an `action`".into(),
+                        )
+                        .into(),
+                    },
+                    Err(e) => InputError::MalformedJson(e.to_string()).into(),
+                };
+                let _ = fanout::post_frame(
+                    app,
+                    &id,
+                    ServerEvent::error(&e, None).frame(Protocol::Json),
+                )
+                .await;
+            }
+        }
+        Ok(ok())
+    }
+    .instrument(span)
+    .await
+}
+
+/// A plain-JSON action route (`send_message`, `typing`, `read`).
+pub async fn on_action(
+    app: &App,
+    event: ApiGatewayWebsocketProxyRequest,
+    action: Action,
+) -> Result<ApiGatewayProxyResponse> {
+    let span = span(&event);
+    async {
+        let id = connection_id(&event)?;
+        let conn = connections::get(app, &id).await?;
+        let Some(user) = conn.as_ref().and_then(ConnectionDoc::user) else {
+            let e = Error::Auth(AuthError::Unauthorized);
+            let _ = fanout::post_frame(
+                app,
+                &id,
+                ServerEvent::error(&e, Some(action.route_key())).frame(Protocol::Json),
+            )
+            .await;
+            return Ok(ok());
+        };
+        let protocol = conn.map_or(Protocol::Json, |c| c.protocol);
+        let caller = Caller {
+            connection: id.clone(),
+            user,
+            protocol,
+        };
+        let parsed: Result<ClientEvent> = serde_json::from_str::<Value>(&body_text(&event))
+            .map_err(|e| InputError::MalformedJson(e.to_string()).into())
+            .and_then(|body| Ok(ClientEvent::parse(action.route_key(), Some(body))?));
+        let result = match parsed {
+            Ok(ev) => Box::pin(service::dispatch(app, &caller, ev)).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(outcome) => {
+                if let Some(reply) = outcome.reply {
+                    let _ = fanout::post_frame(app, &id, reply.frame(protocol)).await;
+                }
+                if let Some(sent) = outcome.sent {
+                    Box::pin(sent.fan_out(app)).await;
+                }
+            }
+            Err(e) => {
+                crate::http::log_error(&e);
+                let _ = fanout::post_frame(
+                    app,
+                    &id,
+                    ServerEvent::error(&e, Some(action.route_key())).frame(protocol),
+                )
+                .await;
+                if e.is_internal() {
+                    return Err(e);
+                }
+            }
+        }
+        Ok(ok())
+    }
+    .instrument(span)
+    .await
+}
+
+/// One Engine.IO frame from a Socket.IO client.
+async fn socket_io_frame(
+    app: &App,
+    id: &ConnectionId,
+    conn: &ConnectionDoc,
+    frame: &str,
+) -> Result<()> {
+    let packet = match EnginePacket::decode(frame) {
+        Ok(p) => p,
+        Err(e) => return protocol_close(app, id, conn, e).await,
+    };
+    match packet {
+        EnginePacket::Pong(_) => connections::touch(app, id).await,
+        EnginePacket::Ping(data) => {
+            let _ = fanout::post_frame(app, id, format!("3{data}")).await;
+            Ok(())
+        }
+        EnginePacket::Close => {
+            connections::remove(app, id).await?;
+            let _ = app.pusher.close(id).await;
+            Ok(())
+        }
+        EnginePacket::Upgrade | EnginePacket::Noop => Ok(()),
+        EnginePacket::Message(payload) => match socketio::decode(&payload) {
+            Err(e) => protocol_close(app, id, conn, e).await,
+            Ok(ClientPacket::Connect { ns, auth }) => {
+                Box::pin(sio_connect(app, id, &ns, auth)).await
+            }
+            Ok(ClientPacket::Disconnect { ns }) => connections::leave(app, id, &ns).await,
+            Ok(ClientPacket::Ack { .. }) => Ok(()),
+            Ok(ClientPacket::Event {
+                ns,
+                name,
+                args,
+                ack,
+            }) => {
+                let Some(user) = conn.user().filter(|_| conn.joined(&ns)) else {
+                    return protocol_close(
+                        app,
+                        id,
+                        conn,
+                        ProtocolError::Malformed(format!("event on namespace {ns} before CONNECT")),
+                    )
+                    .await;
+                };
+                let caller = Caller {
+                    connection: id.clone(),
+                    user,
+                    protocol: Protocol::SocketIo,
+                };
+                sio_event(app, &caller, &ns, &name, args, ack).await
+            }
+        },
+    }
+}
+
+/// Socket.IO CONNECT: `auth.token` decides; the main namespace only.
+async fn sio_connect(
+    app: &App,
+    id: &ConnectionId,
+    ns: &str,
+    auth_payload: Option<Value>,
+) -> Result<()> {
+    if ns != "/" {
+        let _ = fanout::post_frame(app, id, socketio::connect_error(ns, "Invalid namespace")).await;
+        return Ok(());
+    }
+    let token = auth_payload
+        .as_ref()
+        .and_then(|a| a.get("token"))
+        .and_then(Value::as_str)
+        .map(Token::parse);
+    let user = match token {
+        Some(Ok(token)) => match auth::authenticate(app, &token).await {
+            Ok(user) => Some(user),
+            Err(Error::Auth(_)) => None,
+            Err(e) => return Err(e),
+        },
+        _ => None,
+    };
+    let Some(user) = user else {
+        let _ = fanout::post_frame(app, id, socketio::connect_error(ns, "unauthorized")).await;
+        return Ok(());
+    };
+    let sid = random_sid();
+    if !connections::join(app, id, Some(user), ns, &sid).await? {
+        return Ok(());
+    }
+    welcome(
+        app,
+        id,
+        Protocol::SocketIo,
+        user,
+        Some(socketio::connect_ok(ns, &sid)),
+    )
+    .await
+}
+
+/// After authentication: (the CONNECT answer,) the `system` welcome, then every message
+/// that waited, oldest first.
+pub async fn welcome(
+    app: &App,
+    id: &ConnectionId,
+    protocol: Protocol,
+    user: crate::domain::UserId,
+    first: Option<String>,
+) -> Result<()> {
+    let pending = fanout::pending_count(app, user).await?;
+    let mut frames: Vec<String> = first.into_iter().collect();
+    frames.push(
+        ServerEvent::System(crate::api::SystemEvent::Welcome {
+            user_id: user,
+            pending,
+        })
+        .frame(protocol),
+    );
+    if fanout::post_frames(app, id, &frames).await < frames.len() {
+        return Ok(());
+    }
+    if pending > 0 {
+        Box::pin(fanout::deliver_pending(app, user, Due::All)).await?;
+    }
+    Ok(())
+}
+
+async fn sio_event(
+    app: &App,
+    caller: &Caller,
+    ns: &str,
+    name: &str,
+    args: Vec<Value>,
+    ack: Option<i64>,
+) -> Result<()> {
+    let id = &caller.connection;
+    let result = match ClientEvent::parse(name, args.into_iter().next()) {
+        Ok(event) => Box::pin(service::dispatch(app, caller, event)).await,
+        Err(e) => Err(e.into()),
+    };
+    match result {
+        Ok(outcome) => {
+            let mut frames = Vec::new();
+            if let Some(ack) = ack {
+                frames.push(socketio::ack(ns, ack, &[outcome.ack]));
+            }
+            if let Some(reply) = outcome.reply {
+                frames.push(reply.frame(Protocol::SocketIo));
+            }
+            fanout::post_frames(app, id, &frames).await;
+            if let Some(sent) = outcome.sent {
+                Box::pin(sent.fan_out(app)).await;
+            }
+            Ok(())
+        }
+        Err(e) => {
+            crate::http::log_error(&e);
+            let mut frames = vec![ServerEvent::error(&e, Some(name)).frame(Protocol::SocketIo)];
+            if let Some(ack) = ack {
+                let p = e.public();
+                frames.push(socketio::ack(
+                    ns,
+                    ack,
+                    &[serde_json::json!({ "error": { "code": p.code, "message": p.message } })],
+                ));
+            }
+            fanout::post_frames(app, id, &frames).await;
+            if e.is_internal() { Err(e) } else { Ok(()) }
+        }
+    }
+}
+
+/// A frame that breaks the protocol: say why (when the client can hear it), then close.
+async fn protocol_close(
+    app: &App,
+    id: &ConnectionId,
+    conn: &ConnectionDoc,
+    why: ProtocolError,
+) -> Result<()> {
+    tracing::info!(error = %why, "protocol error; closing the connection");
+    if conn.joined("/") {
+        let notice = ServerEvent::System(crate::api::SystemEvent::Error {
+            code: "protocol_error".into(),
+            message: why.to_string(),
+            event: None,
+        });
+        let _ = app.pusher.post(id, notice.frame(Protocol::SocketIo)).await;
+    }
+    connections::remove(app, id).await?;
+    let _ = app.pusher.close(id).await;
+    Ok(())
+}

@@ -1,0 +1,357 @@
+//! The scheduled invoker: one function, two ways in.
+//!
+//! - Asynchronous tasks from other functions ([`Task`]): post the Engine.IO open packet once
+//!   a new connection exists (`$connect` cannot post to itself), welcome a plain-JSON client,
+//!   deliver a message after its latency-illusion delay, end a phantom typing indicator.
+//! - The schedule (EventBridge, every minute in AWS; a timer locally): the sweep pings
+//!   Socket.IO connections, drops silent ones and ones that never sent CONNECT, delivers
+//!   overdue messages to connected recipients, and runs phantom typing.
+
+use std::time::Duration;
+
+use bson::doc;
+use futures::TryStreamExt;
+use futures::future::join_all;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::api::TypingEvent;
+use crate::app::App;
+use crate::domain::{ConnectionId, UserId};
+use crate::error::{InputError, PushError, Result};
+use crate::realtime::events::ServerEvent;
+use crate::realtime::fanout::{self, Due};
+use crate::realtime::{connections, phantom};
+use crate::socketio;
+use crate::store::{ConnectionDoc, Protocol};
+use crate::time;
+
+/// A task handed to the scheduler by asynchronous invoke.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "task", rename_all = "snake_case")]
+pub enum Task {
+    /// Post the Engine.IO open packet to a new Socket.IO connection.
+    Open { connection_id: String },
+    /// Welcome a new plain-JSON connection and deliver what waited for it.
+    Welcome { connection_id: String },
+    /// Deliver `user`'s messages that are due at `not_before_ms` (epoch milliseconds).
+    Deliver { user: UserId, not_before_ms: i64 },
+    /// End a phantom typing indicator.
+    PhantomStop {
+        from: UserId,
+        to: UserId,
+        not_before_ms: i64,
+    },
+}
+
+/// What one invocation did (returned to the invoker and logged).
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct Report {
+    pub opened: usize,
+    pub pinged: usize,
+    pub dropped: usize,
+    pub delivered: usize,
+    pub phantoms: usize,
+}
+
+/// How long to keep trying to post to a connection that does not exist yet: `$connect`
+/// returns before API Gateway establishes the connection.
+const ESTABLISH_WAIT: Duration = Duration::from_secs(5);
+/// The longest a delivery task waits for its due time.
+const MAX_TASK_SLEEP: Duration = Duration::from_secs(10);
+
+/// The scheduler function's entry: a [`Task`], or a scheduled event (sweep).
+pub async fn handle(app: &App, payload: Value) -> Result<Report> {
+    if payload.get("task").is_some() {
+        let task: Task = serde_json::from_value(payload)
+            .map_err(|e| InputError::InvalidBody(format!("scheduler task: {e}")))?;
+        let span = tracing::info_span!("scheduler", task = ?task);
+        let _enter = span.enter();
+        return run_task(app, task).await;
+    }
+    if payload.get("source").and_then(Value::as_str) == Some("aws.events")
+        || payload.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event")
+    {
+        return sweep(app).await;
+    }
+    Err(InputError::InvalidBody("not a scheduler task nor a scheduled event".into()).into())
+}
+
+async fn sleep_until_ms(at_ms: i64) {
+    let wait = at_ms - time::now().timestamp_millis();
+    if wait > 0 {
+        tokio::time::sleep(Duration::from_millis(wait as u64).min(MAX_TASK_SLEEP)).await;
+    }
+}
+
+pub async fn run_task(app: &App, task: Task) -> Result<Report> {
+    let mut report = Report::default();
+    match task {
+        Task::Open { connection_id } => {
+            let id = ConnectionId::parse(&connection_id)?;
+            let Some(conn) = connections::get(app, &id).await? else {
+                return Ok(report);
+            };
+            let ws = &app.config.ws;
+            let open = socketio::open_packet(
+                conn.eio_sid.as_deref().unwrap_or_default(),
+                ws.ping_interval.as_millis() as u64,
+                ws.ping_timeout.as_millis() as u64,
+                u64::from(ws.max_payload),
+            );
+            if post_when_established(app, &id, open).await {
+                let now = time::to_bson(time::now());
+                app.store
+                    .connections
+                    .update_one(
+                        doc! { "_id": id.as_str() },
+                        doc! { "$set": { "opened": true, "last_ping": now, "last_seen": now } },
+                    )
+                    .await?;
+                report.opened = 1;
+            } else {
+                connections::remove(app, &id).await?;
+            }
+        }
+        Task::Welcome { connection_id } => {
+            let id = ConnectionId::parse(&connection_id)?;
+            let Some(user) = connections::get(app, &id).await?.and_then(|c| c.user()) else {
+                return Ok(report);
+            };
+            // An empty probe would be visible to the client; wait with the real first frame.
+            let pending = fanout::pending_count(app, user).await?;
+            let welcome = ServerEvent::System(crate::api::SystemEvent::Welcome {
+                user_id: user,
+                pending,
+            });
+            if post_when_established(app, &id, welcome.frame(Protocol::Json)).await {
+                report.opened = 1;
+                if pending > 0 {
+                    report.delivered = fanout::deliver_pending(app, user, Due::All).await?;
+                }
+            } else {
+                connections::remove(app, &id).await?;
+            }
+        }
+        Task::Deliver {
+            user,
+            not_before_ms,
+        } => {
+            sleep_until_ms(not_before_ms).await;
+            report.delivered = fanout::deliver_pending(app, user, Due::Now).await?;
+        }
+        Task::PhantomStop {
+            from,
+            to,
+            not_before_ms,
+        } => {
+            sleep_until_ms(not_before_ms).await;
+            if !phantom::really_typing(app, from, to).await? {
+                let stop = ServerEvent::Typing(TypingEvent {
+                    from,
+                    typing: false,
+                });
+                fanout::push_to_users(app, &[to], &stop).await?;
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Posts `frame`, retrying while API Gateway still reports the connection gone.
+async fn post_when_established(app: &App, id: &ConnectionId, frame: String) -> bool {
+    let started = std::time::Instant::now();
+    let mut pause = Duration::from_millis(5);
+    loop {
+        match app.pusher.post(id, frame.clone()).await {
+            Ok(()) => return true,
+            Err(PushError::Gone) if started.elapsed() < ESTABLISH_WAIT => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
+            Err(e) => {
+                tracing::info!(error = %e, connection = %id, "connection never became reachable");
+                return false;
+            }
+        }
+    }
+}
+
+/// The periodic sweep.
+pub async fn sweep(app: &App) -> Result<Report> {
+    let mut report = Report::default();
+    heartbeat(app, &mut report).await?;
+    report.delivered += deliver_overdue(app).await?;
+    report.phantoms += phantom_typing(app).await?;
+    if report != Report::default() {
+        tracing::debug!(?report, "sweep");
+    }
+    Ok(report)
+}
+
+async fn heartbeat(app: &App, report: &mut Report) -> Result<()> {
+    let ws = &app.config.ws;
+    let now = time::now();
+    let millis = |t: bson::DateTime| now.timestamp_millis() - t.timestamp_millis();
+    let silent_limit = (ws.ping_interval + ws.ping_timeout).as_millis() as i64;
+    let interval = ws.ping_interval.as_millis() as i64;
+    let conns = connections::all(app, Protocol::SocketIo).await?;
+    let mut drop: Vec<ConnectionId> = Vec::new();
+    let mut ping: Vec<ConnectionId> = Vec::new();
+    for c in &conns {
+        let Some(id) = c.id() else { continue };
+        if !c.opened {
+            // The open task owns a connection until the open packet went out.
+            if millis(c.connected_at) > (ESTABLISH_WAIT.as_millis() as i64) * 2 {
+                drop.push(id);
+            }
+            continue;
+        }
+        let silent = millis(c.last_seen) > silent_limit;
+        let never_connected = c.namespaces.is_empty()
+            && millis(c.connected_at) > ws.connect_timeout.as_millis() as i64;
+        if silent || never_connected {
+            drop.push(id);
+        } else if c.last_ping.is_none_or(|p| millis(p) >= interval) {
+            ping.push(id);
+        }
+    }
+    let pinged: Vec<ConnectionId> = join_all(ping.iter().map(|id| async move {
+        fanout::post_frame(app, id, socketio::PING.to_owned())
+            .await
+            .ok()
+            .map(|()| id.clone())
+    }))
+    .await
+    .into_iter()
+    .flatten()
+    .collect();
+    if !pinged.is_empty() {
+        let ids: Vec<&str> = pinged.iter().map(ConnectionId::as_str).collect();
+        app.store
+            .connections
+            .update_many(
+                doc! { "_id": { "$in": ids } },
+                doc! { "$set": { "last_ping": time::to_bson(now) } },
+            )
+            .await?;
+    }
+    report.pinged += pinged.len();
+    for id in &drop {
+        tracing::info!(connection = %id, "dropping a silent connection");
+        let _ = app.pusher.close(id).await;
+        connections::remove(app, id).await?;
+    }
+    report.dropped += drop.len();
+    Ok(())
+}
+
+/// Undelivered messages whose time has come, for recipients who are connected.
+async fn deliver_overdue(app: &App) -> Result<usize> {
+    let now = time::to_bson(time::now());
+    let due: Vec<bson::Document> = app
+        .store
+        .messages
+        .clone_with_type::<bson::Document>()
+        .find(doc! { "delivered_at": bson::Bson::Null, "deliver_after": { "$lte": now } })
+        .projection(doc! { "to": 1 })
+        .limit(2000)
+        .await?
+        .try_collect()
+        .await?;
+    let mut recipients: Vec<UserId> = due
+        .iter()
+        .filter_map(|d| d.get_object_id("to").ok().map(UserId::from_object_id))
+        .collect();
+    recipients.sort();
+    recipients.dedup();
+    if recipients.is_empty() {
+        return Ok(0);
+    }
+    let online: Vec<UserId> = connections::of_users(app, &recipients)
+        .await?
+        .iter()
+        .filter_map(ConnectionDoc::user)
+        .collect();
+    let mut delivered = 0;
+    for user in recipients.into_iter().filter(|u| online.contains(u)) {
+        delivered += fanout::deliver_pending(app, user, Due::Now).await?;
+    }
+    Ok(delivered)
+}
+
+/// Phantom typing: maybe show each connected user a recent partner typing.
+async fn phantom_typing(app: &App) -> Result<usize> {
+    let x = app.experiments.config();
+    if !x.enabled || !x.phantom_typing_enabled {
+        return Ok(0);
+    }
+    let conns: Vec<ConnectionDoc> = app
+        .store
+        .connections
+        .find(doc! { "user_id": { "$ne": bson::Bson::Null } })
+        .await?
+        .try_collect()
+        .await?;
+    let mut users: Vec<UserId> = conns.iter().filter_map(ConnectionDoc::user).collect();
+    users.sort();
+    users.dedup();
+    let mut shown = 0;
+    for user in users {
+        let partners = phantom::recent_partners(app, user, 5).await?;
+        let mut candidates = Vec::new();
+        for p in partners {
+            if !phantom::really_typing(app, p, user).await? {
+                candidates.push(p);
+            }
+        }
+        let Some(&from) = app.experiments.phantom_typing(&candidates) else {
+            continue;
+        };
+        let start = ServerEvent::Typing(TypingEvent { from, typing: true });
+        let user_conns: Vec<ConnectionDoc> = conns
+            .iter()
+            .filter(|c| c.user() == Some(user))
+            .cloned()
+            .collect();
+        if fanout::push(app, &user_conns, &start).await.is_empty() {
+            continue;
+        }
+        shown += 1;
+        let stop = Task::PhantomStop {
+            from,
+            to: user,
+            not_before_ms: time::now().timestamp_millis()
+                + x.phantom_typing_duration.as_millis() as i64,
+        };
+        if let Err(e) = app.invoker.invoke_async(&stop).await {
+            tracing::warn!(error = %e, "could not queue the end of a phantom typing indicator");
+        }
+    }
+    Ok(shown)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tasks_round_trip_as_json() {
+        let u = UserId::new();
+        let t = Task::Deliver {
+            user: u,
+            not_before_ms: 5,
+        };
+        let v = serde_json::to_value(&t).expect("json");
+        assert_eq!(v["task"], "deliver");
+        assert_eq!(serde_json::from_value::<Task>(v).expect("task"), t);
+        let open: Task =
+            serde_json::from_str(r#"{"task":"open","connection_id":"abc="}"#).expect("open");
+        assert_eq!(
+            open,
+            Task::Open {
+                connection_id: "abc=".into()
+            }
+        );
+    }
+}

@@ -1,0 +1,391 @@
+//! Engine.IO v4 / Socket.IO v5 framing over the websocket transport, one packet per frame.
+//!
+//! Engine.IO packets are a type digit and a payload (`0` open, `1` close, `2` ping, `3` pong,
+//! `4` message, `5` upgrade, `6` noop). Socket.IO packets ride inside `4` messages and are
+//! parsed and encoded by `socketioxide-parser-common`; this module turns them into the
+//! [`ClientPacket`] enum the shim dispatches on and builds the server's frames. Malformed
+//! input is a [`ProtocolError`], never a panic.
+
+use serde::Serialize;
+use serde_json::Value;
+use socketioxide_core::Str;
+use socketioxide_core::Value as SioValue;
+use socketioxide_core::packet::{Packet, PacketData};
+use socketioxide_core::parser::{Parse, ParseConfig, ParseError, ParserState};
+use socketioxide_parser_common::CommonParser;
+
+/// Event names a client may not emit (reserved by Socket.IO).
+pub const RESERVED_EVENTS: &[&str] = &[
+    "connect",
+    "connect_error",
+    "disconnect",
+    "disconnecting",
+    "newListener",
+    "removeListener",
+];
+
+/// Why a frame was refused; the connection is closed for it.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ProtocolError {
+    #[error("empty frame")]
+    Empty,
+    #[error("unknown Engine.IO packet type `{0}`")]
+    UnknownEngineType(char),
+    #[error("malformed Socket.IO packet: {0}")]
+    Malformed(String),
+    #[error("event payload must be a non-empty array starting with the event name")]
+    BadEventPayload,
+    #[error("event name `{0}` is reserved")]
+    ReservedEvent(String),
+    #[error("binary attachments cannot cross API Gateway; send them base64-encoded")]
+    BinaryUnsupported,
+}
+
+/// An Engine.IO packet from a client.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EnginePacket {
+    Close,
+    Ping(String),
+    Pong(String),
+    Message(String),
+    Upgrade,
+    Noop,
+}
+
+impl EnginePacket {
+    pub fn decode(frame: &str) -> Result<Self, ProtocolError> {
+        let mut chars = frame.chars();
+        let kind = chars.next().ok_or(ProtocolError::Empty)?;
+        let rest = chars.as_str();
+        Ok(match kind {
+            '1' => EnginePacket::Close,
+            '2' => EnginePacket::Ping(rest.to_owned()),
+            '3' => EnginePacket::Pong(rest.to_owned()),
+            '4' => EnginePacket::Message(rest.to_owned()),
+            '5' => EnginePacket::Upgrade,
+            '6' => EnginePacket::Noop,
+            other => return Err(ProtocolError::UnknownEngineType(other)),
+        })
+    }
+}
+
+/// The Engine.IO open packet (handshake) for the websocket transport.
+pub fn open_packet(
+    sid: &str,
+    ping_interval_ms: u64,
+    ping_timeout_ms: u64,
+    max_payload: u64,
+) -> String {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Open<'a> {
+        sid: &'a str,
+        upgrades: [&'a str; 0],
+        ping_interval: u64,
+        ping_timeout: u64,
+        max_payload: u64,
+    }
+    let body = serde_json::to_string(&Open {
+        sid,
+        upgrades: [],
+        ping_interval: ping_interval_ms,
+        ping_timeout: ping_timeout_ms,
+        max_payload,
+    })
+    .unwrap_or_default();
+    format!("0{body}")
+}
+
+pub const PING: &str = "2";
+
+/// A Socket.IO packet from a client, after validation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientPacket {
+    /// `0[/ns,][{auth}]`
+    Connect { ns: String, auth: Option<Value> },
+    /// `1[/ns,]`
+    Disconnect { ns: String },
+    /// `2[/ns,][id]["name",...args]`
+    Event {
+        ns: String,
+        name: String,
+        args: Vec<Value>,
+        ack: Option<i64>,
+    },
+    /// `3[/ns,]id[...args]`: the client acknowledging a server emit.
+    Ack {
+        ns: String,
+        id: i64,
+        args: Vec<Value>,
+    },
+}
+
+/// Decodes the payload of an Engine.IO `4` message.
+pub fn decode(payload: &str) -> Result<ClientPacket, ProtocolError> {
+    let state = ParserState::default();
+    let packet = CommonParser
+        .decode_str(
+            &ParseConfig::default(),
+            &state,
+            Str::from(payload.to_owned()),
+        )
+        .map_err(|e| match e {
+            ParseError::NeedsMoreBinaryData => ProtocolError::BinaryUnsupported,
+            other => ProtocolError::Malformed(other.to_string()),
+        })?;
+    let ns = packet.ns.to_string();
+    match packet.inner {
+        PacketData::Connect(data) => {
+            let auth = match data {
+                None => None,
+                Some(v) => Some(json_of(&v)?),
+            };
+            if auth.as_ref().is_some_and(|a| !a.is_object()) {
+                return Err(ProtocolError::Malformed(
+                    "CONNECT payload must be an object".into(),
+                ));
+            }
+            Ok(ClientPacket::Connect { ns, auth })
+        }
+        PacketData::Disconnect => Ok(ClientPacket::Disconnect { ns }),
+        PacketData::Event(data, ack) => {
+            let mut items = match json_of(&data)? {
+                Value::Array(items) if !items.is_empty() => items,
+                _ => return Err(ProtocolError::BadEventPayload),
+            };
+            let name = match items.remove(0) {
+                Value::String(name) => name,
+                _ => return Err(ProtocolError::BadEventPayload),
+            };
+            if RESERVED_EVENTS.contains(&name.as_str()) {
+                return Err(ProtocolError::ReservedEvent(name));
+            }
+            Ok(ClientPacket::Event {
+                ns,
+                name,
+                args: items,
+                ack,
+            })
+        }
+        PacketData::EventAck(data, id) => match json_of(&data)? {
+            Value::Array(args) => Ok(ClientPacket::Ack { ns, id, args }),
+            _ => Err(ProtocolError::Malformed(
+                "ACK payload must be an array".into(),
+            )),
+        },
+        PacketData::BinaryEvent(..) | PacketData::BinaryAck(..) => {
+            Err(ProtocolError::BinaryUnsupported)
+        }
+        PacketData::ConnectError(_) => Err(ProtocolError::Malformed(
+            "clients cannot send CONNECT_ERROR".into(),
+        )),
+    }
+}
+
+fn json_of(v: &SioValue) -> Result<Value, ProtocolError> {
+    let text = v
+        .as_str()
+        .ok_or_else(|| ProtocolError::Malformed("binary payload".into()))?;
+    serde_json::from_str(text).map_err(|e| ProtocolError::Malformed(e.to_string()))
+}
+
+fn engine_message(packet: Packet) -> String {
+    match CommonParser.encode(packet) {
+        SioValue::Str(s, _) => format!("4{}", s.as_str()),
+        // The common parser only yields strings for packets without attachments.
+        SioValue::Bytes(_) => String::new(),
+    }
+}
+
+fn str_value(v: &impl Serialize) -> SioValue {
+    SioValue::Str(
+        Str::from(serde_json::to_string(v).unwrap_or_else(|_| "null".into())),
+        None,
+    )
+}
+
+/// `40{"sid":..}` (with the namespace prefix when not `/`).
+pub fn connect_ok(ns: &str, sid: &str) -> String {
+    engine_message(Packet::connect(
+        ns.to_owned(),
+        Some(str_value(&serde_json::json!({ "sid": sid }))),
+    ))
+}
+
+/// `44{"message":..}`
+pub fn connect_error(ns: &str, message: &str) -> String {
+    // The common parser writes CONNECT_ERROR's message as `{"message":...}`.
+    engine_message(Packet::connect_error(ns.to_owned(), message))
+}
+
+/// `41` for `ns`: the server ends the client's namespace session.
+pub fn disconnect(ns: &str) -> String {
+    engine_message(Packet::disconnect(ns.to_owned()))
+}
+
+/// `42["name",data]`
+pub fn event(ns: &str, name: &str, data: &impl Serialize) -> String {
+    event_args(
+        ns,
+        name,
+        &[serde_json::to_value(data).unwrap_or(Value::Null)],
+        None,
+    )
+}
+
+/// `42[id]["name",...args]`
+pub fn event_args(ns: &str, name: &str, args: &[Value], ack: Option<i64>) -> String {
+    let mut items = Vec::with_capacity(args.len() + 1);
+    items.push(Value::String(name.to_owned()));
+    items.extend(args.iter().cloned());
+    let mut packet = Packet::event(ns.to_owned(), str_value(&items));
+    if let Some(id) = ack {
+        packet.inner.set_ack_id(id);
+    }
+    engine_message(packet)
+}
+
+/// `43<id>[...args]`
+pub fn ack(ns: &str, id: i64, args: &[Value]) -> String {
+    engine_message(Packet::ack(ns.to_owned(), str_value(&args), id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn engine_packets() {
+        assert_eq!(
+            EnginePacket::decode("3"),
+            Ok(EnginePacket::Pong(String::new()))
+        );
+        assert_eq!(
+            EnginePacket::decode("2probe"),
+            Ok(EnginePacket::Ping("probe".into()))
+        );
+        assert_eq!(
+            EnginePacket::decode("40"),
+            Ok(EnginePacket::Message("0".into()))
+        );
+        assert_eq!(EnginePacket::decode(""), Err(ProtocolError::Empty));
+        assert_eq!(
+            EnginePacket::decode("9"),
+            Err(ProtocolError::UnknownEngineType('9'))
+        );
+        assert_eq!(
+            EnginePacket::decode("é"),
+            Err(ProtocolError::UnknownEngineType('é'))
+        );
+    }
+
+    #[test]
+    fn open_packet_shape() {
+        let p = open_packet("abc", 25000, 20000, 100000);
+        assert!(p.starts_with('0'));
+        let v: Value = serde_json::from_str(&p[1..]).expect("json");
+        assert_eq!(
+            v,
+            json!({"sid":"abc","upgrades":[],"pingInterval":25000,"pingTimeout":20000,"maxPayload":100000})
+        );
+    }
+
+    #[test]
+    fn decodes_client_packets() {
+        assert_eq!(
+            decode(r#"0{"token":"t"}"#),
+            Ok(ClientPacket::Connect {
+                ns: "/".into(),
+                auth: Some(json!({"token":"t"}))
+            })
+        );
+        assert_eq!(
+            decode("0"),
+            Ok(ClientPacket::Connect {
+                ns: "/".into(),
+                auth: None
+            })
+        );
+        assert_eq!(
+            decode("0/admin,"),
+            Ok(ClientPacket::Connect {
+                ns: "/admin".into(),
+                auth: None
+            })
+        );
+        assert_eq!(
+            decode(r#"212["send_message",{"to":"x"}]"#),
+            Ok(ClientPacket::Event {
+                ns: "/".into(),
+                name: "send_message".into(),
+                args: vec![json!({"to":"x"})],
+                ack: Some(12)
+            })
+        );
+        assert_eq!(
+            decode(r#"2/chat,["typing"]"#),
+            Ok(ClientPacket::Event {
+                ns: "/chat".into(),
+                name: "typing".into(),
+                args: vec![],
+                ack: None
+            })
+        );
+        assert_eq!(decode("1"), Ok(ClientPacket::Disconnect { ns: "/".into() }));
+        assert_eq!(
+            decode(r#"31["ok"]"#),
+            Ok(ClientPacket::Ack {
+                ns: "/".into(),
+                id: 1,
+                args: vec![json!("ok")]
+            })
+        );
+    }
+
+    #[test]
+    fn refuses_bad_packets() {
+        assert_eq!(decode(r#"2[]"#), Err(ProtocolError::BadEventPayload));
+        assert_eq!(decode(r#"2{"a":1}"#), Err(ProtocolError::BadEventPayload));
+        assert_eq!(decode(r#"2[1,2]"#), Err(ProtocolError::BadEventPayload));
+        assert_eq!(decode(r#"2"x""#), Err(ProtocolError::BadEventPayload));
+        assert_eq!(
+            decode(r#"2["connect"]"#),
+            Err(ProtocolError::ReservedEvent("connect".into()))
+        );
+        assert!(matches!(decode("2[nope"), Err(ProtocolError::Malformed(_))));
+        assert!(matches!(decode("9"), Err(ProtocolError::Malformed(_))));
+        assert!(matches!(decode(""), Err(ProtocolError::Malformed(_))));
+        assert!(matches!(
+            decode("0\"str\""),
+            Err(ProtocolError::Malformed(_))
+        ));
+        assert_eq!(
+            decode(r#"51-["upload",{"_placeholder":true,"num":0}]"#),
+            Err(ProtocolError::BinaryUnsupported)
+        );
+        for junk in ["2/é,[\"é\"]", "51é", "é", "3", "3x", "2/", "0/"] {
+            let _ = decode(junk);
+        }
+    }
+
+    #[test]
+    fn encodes_server_frames() {
+        assert_eq!(connect_ok("/", "s1"), r#"40{"sid":"s1"}"#);
+        assert_eq!(connect_ok("/a", "s1"), r#"40/a,{"sid":"s1"}"#);
+        assert_eq!(
+            connect_error("/", "unauthorized"),
+            r#"44{"message":"unauthorized"}"#
+        );
+        assert_eq!(
+            event("/", "message", &json!({"a":1})),
+            r#"42["message",{"a":1}]"#
+        );
+        assert_eq!(ack("/", 7, &[json!({"ok":true})]), r#"437[{"ok":true}]"#);
+        assert_eq!(disconnect("/"), "41");
+        assert_eq!(
+            event_args("/x", "e", &[json!(1), json!("two")], Some(3)),
+            r#"42/x,3["e",1,"two"]"#
+        );
+    }
+}
