@@ -103,6 +103,6 @@ pub(crate) async fn delete(
     let Some(conn) = shared.registry.remove(&id) else {
         return gone();
     };
-    let _ = conn.tx.send(Outgoing::Close(1000, "Connection deleted"));
+    conn.delete();
     StatusCode::NO_CONTENT.into_response()
 }

@@ -48,9 +48,18 @@ pub(crate) struct Connection {
     pub(crate) last_active: Mutex<DateTime<Utc>>,
     pub(crate) source_ip: String,
     pub(crate) user_agent: String,
+    /// Signalled when @connections DELETE ends the connection from the server side.
+    pub(crate) deleted: tokio::sync::Notify,
 }
 
 impl Connection {
+    /// Server-side close (@connections DELETE): a close frame, then the connection ends
+    /// whether or not the client answers.
+    pub(crate) fn delete(&self) {
+        let _ = self.tx.send(Outgoing::Close(1000, "Connection deleted"));
+        self.deleted.notify_one();
+    }
+
     pub(crate) fn touch(&self) {
         if let Ok(mut t) = self.last_active.lock() {
             *t = Utc::now();
@@ -83,6 +92,7 @@ impl Registry {
         if let Ok(mut m) = self.conns.lock() {
             for (_, c) in m.drain() {
                 let _ = c.tx.send(Outgoing::Close(1001, "Going away"));
+                c.deleted.notify_one();
             }
         }
     }
@@ -201,6 +211,7 @@ async fn run(shared: Shared, socket: WebSocket, meta: Meta) {
         last_active: Mutex::new(meta.connected_at),
         source_ip: meta.source_ip.clone(),
         user_agent: meta.user_agent.clone(),
+        deleted: tokio::sync::Notify::new(),
     });
     shared.registry.insert(&meta.id, conn.clone());
     let writer = tokio::spawn(async move {
@@ -269,6 +280,7 @@ async fn run(shared: Shared, socket: WebSocket, meta: Meta) {
                     break (1001, "Idle timeout");
                 }
             }
+            () = conn.deleted.notified() => break (1000, "Deleted"),
             () = tokio::time::sleep_until(lifetime_end) => {
                 let _ = tx.send(Outgoing::Close(1001, "Going away"));
                 break (1001, "Connection lifetime exceeded");

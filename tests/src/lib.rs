@@ -19,6 +19,7 @@ use serde_json::Value;
 use shared::config::Config;
 
 pub mod client;
+pub mod ws;
 
 pub use client::Api;
 
@@ -114,6 +115,7 @@ pub struct EnvOptions {
     /// Environment-style configuration on top of the test defaults.
     pub vars: HashMap<String, String>,
     pub schedule_every: Duration,
+    pub limits: local_gateway::Limits,
 }
 
 impl Default for EnvOptions {
@@ -130,6 +132,7 @@ impl Default for EnvOptions {
         Self {
             vars,
             schedule_every: Duration::from_millis(200),
+            limits: local_gateway::Limits::default(),
         }
     }
 }
@@ -162,6 +165,7 @@ impl TestEnv {
         let mut gw = Options::local(config);
         gw.port = 0;
         gw.schedule_every = options.schedule_every;
+        gw.limits = options.limits;
         let gateway = local_gateway::start(gw).await.expect("gateway starts");
         let api = Api::new(gateway.http_url());
         let db = gateway.app.store.db.clone();

@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod clients;
 mod handlers;
 mod migrations_runner;
+mod realtime;
 mod rest;
