@@ -7,20 +7,35 @@ SECANTUS_VERSION := 0.5.3-beta.196
 TOOLS := $(CURDIR)/.tools
 SECANTUSD := $(TOOLS)/bin/secantusd-rs
 VENV := $(CURDIR)/.venv
+DEPLOY_VENV := $(TOOLS)/deploy
+export SAM_CLI_TELEMETRY := 0
 NODE_DIR := tests/node
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: dev test check fmt clippy unit tools db-tool client-tools migrate status clean-data
+.PHONY: dev test lint-template package watch-smoke tools db-tool client-tools deploy-tools migrate status clean-data
 
 ## dev: start secantusd-rs (data in .data/, unless MONGO_URI is set), migrate, serve on :8000
 dev: db-tool
 	@scripts/dev.sh
 
-## test: fmt check, clippy (warnings denied), unit + integration tests with real clients
-test: db-tool client-tools
+## test: fmt check, clippy (warnings denied), template lint, unit + integration tests with real clients
+test: db-tool client-tools lint-template
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	SECANTUSD=$(SECANTUSD) CHAT_VENV=$(VENV) cargo test --workspace
+
+## lint-template: cfn-lint and sam validate --lint, both offline, no findings allowed
+lint-template: deploy-tools
+	$(DEPLOY_VENV)/bin/cfn-lint template.yaml
+	AWS_DEFAULT_REGION=us-east-1 $(DEPLOY_VENV)/bin/sam validate --lint --template template.yaml
+
+## package: release builds of every function for arm64 with cargo-lambda; prints bootstrap sizes
+package: deploy-tools
+	scripts/package.sh
+
+## watch-smoke: cargo lambda watch serves the HTTP functions; log in through them
+watch-smoke: db-tool deploy-tools
+	scripts/watch-smoke.sh
 
 ## migrate / status: run the migration runner against MONGO_URI (default localhost:27017)
 migrate:
@@ -28,7 +43,7 @@ migrate:
 status:
 	cargo run -q -p chat-migrations --bin migrate -- status
 
-tools: db-tool client-tools
+tools: db-tool client-tools deploy-tools
 
 $(SECANTUSD):
 	@command -v cmake >/dev/null || { echo "installing cmake"; $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq cmake; }
@@ -45,6 +60,13 @@ $(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package.json $(NODE_DIR)/packag
 $(VENV)/.installed: tests/python/requirements.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r tests/python/requirements.txt
+	touch $@
+
+deploy-tools: $(DEPLOY_VENV)/.installed
+
+$(DEPLOY_VENV)/.installed: tools/deploy-requirements.txt
+	python3 -m venv $(DEPLOY_VENV)
+	$(DEPLOY_VENV)/bin/pip install -q --disable-pip-version-check -r tools/deploy-requirements.txt
 	touch $@
 
 clean-data:

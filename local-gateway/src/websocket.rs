@@ -219,20 +219,18 @@ async fn run(shared: Shared, socket: WebSocket, meta: Meta) {
             let msg = match out {
                 Outgoing::Text(t) => Message::Text(t.into()),
                 Outgoing::Binary(b) => Message::Binary(b.into()),
-                Outgoing::Close(code, reason) => {
-                    let _ = sink
-                        .send(Message::Close(Some(CloseFrame {
-                            code,
-                            reason: reason.into(),
-                        })))
-                        .await;
-                    break;
-                }
+                Outgoing::Close(code, reason) => Message::Close(Some(CloseFrame {
+                    code,
+                    reason: reason.into(),
+                })),
             };
-            if sink.send(msg).await.is_err() {
+            let closing = matches!(msg, Message::Close(_));
+            if sink.send(msg).await.is_err() || closing {
                 break;
             }
         }
+        // Flushes the answer to a client's close frame, or our own close, and ends the stream.
+        let _ = sink.close().await;
     });
     let limits = shared.limits;
     let lifetime_end = tokio::time::Instant::now() + limits.max_lifetime;
@@ -292,7 +290,9 @@ async fn run(shared: Shared, socket: WebSocket, meta: Meta) {
         }
     };
     shared.registry.remove(&meta.id);
+    // Every sender gone: the writer drains what is queued, closes, and ends.
     drop(tx);
+    drop(conn);
     let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
     disconnect(&shared, &meta, status, reason).await;
 }

@@ -98,6 +98,16 @@ impl<'a> Request<'a> {
         self.event.path_parameters.get(name).map(String::as_str)
     }
 
+    /// The last segment of the raw path: how a function behind a Lambda function URL (which
+    /// has no route templates, e.g. under `cargo lambda watch`) finds its path parameter.
+    pub fn last_path_segment(&self) -> Option<&'a str> {
+        let path = self.event.raw_path.as_deref()?;
+        path.trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .filter(|s| !s.is_empty())
+    }
+
     pub fn query(&self, name: &str) -> Option<&'a str> {
         self.event.query_string_parameters.first(name)
     }

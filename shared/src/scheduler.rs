@@ -126,9 +126,7 @@ pub async fn run_task(app: &App, task: Task) -> Result<Report> {
             });
             if post_when_established(app, &id, welcome.frame(Protocol::Json)).await {
                 report.opened = 1;
-                if pending > 0 {
-                    report.delivered = fanout::deliver_pending(app, user, Due::All).await?;
-                }
+                crate::realtime::ws::go_live(app, &id, user).await?;
             } else {
                 connections::remove(app, &id).await?;
             }
@@ -289,7 +287,7 @@ async fn phantom_typing(app: &App) -> Result<usize> {
     let conns: Vec<ConnectionDoc> = app
         .store
         .connections
-        .find(doc! { "user_id": { "$ne": bson::Bson::Null } })
+        .find(doc! { "user_id": { "$ne": bson::Bson::Null }, "live": true })
         .await?
         .try_collect()
         .await?;

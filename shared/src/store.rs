@@ -106,6 +106,10 @@ pub struct ConnectionDoc {
     /// Whether the Engine.IO open packet has been delivered.
     #[serde(default)]
     pub opened: bool,
+    /// Whether pushes may reach it: set once the client got its CONNECT answer and welcome,
+    /// so nothing overtakes them, and never before API Gateway established the connection.
+    #[serde(default)]
+    pub live: bool,
     /// TTL field: API Gateway closes every connection after 2 hours.
     pub expires_at: DateTime,
 }

@@ -89,6 +89,7 @@ test("delivered reaches the sender once the recipient's connection got the messa
   const m = await emitAck(a, "send_message", { to: bob.user_id, text: "are you there?" });
   await nextEvent(b, "message", undefined, (x) => x.message_id === m.message_id);
   const d = await nextEvent(a, "delivered");
+  assert.deepEqual(Object.keys(d).sort(), ["delivered_at", "message_id", "to"]);
   assert.equal(d.message_id, m.message_id);
   assert.equal(d.to, bob.user_id);
   const at = assertTimestamp(d.delivered_at, "delivered_at");
@@ -126,6 +127,7 @@ test("read: reader gets read_ack, sender gets the receipt; a third user is refus
   // Bob, the recipient, reads it.
   b.emit("read", { message_id: m.message_id });
   const ack = await nextEvent(b, "read_ack");
+  assert.deepEqual(Object.keys(ack).sort(), ["message_id", "read_at"]);
   assert.equal(ack.message_id, m.message_id);
   const readAt = assertTimestamp(ack.read_at, "read_at");
   const receipt = await nextEvent(a, "read");
@@ -173,12 +175,19 @@ test("same client_id twice yields one message, acked twice with the same message
   assert.notEqual(other.message_id, first.message_id);
   await nextEvent(b, "message", undefined, (x) => x.message_id === other.message_id);
 
+  // The same client_id from another sender is that sender's own, new message.
+  const fromBob = await emitAck(b, "send_message", { to: alice.user_id, text: "once", client_id: clientId });
+  assert.notEqual(fromBob.message_id, first.message_id);
+  assert.equal(fromBob.from, bob.user_id);
+  await nextEvent(a, "message", undefined, (x) => x.message_id === fromBob.message_id);
+
   const h = await history(alice.token, bob.user_id);
   assert.deepEqual(
-    h.messages.map((m) => [m.message_id, m.client_id]),
+    h.messages.map((m) => [m.message_id, m.from, m.client_id]),
     [
-      [first.message_id, clientId],
-      [other.message_id, `${clientId}-2`],
+      [first.message_id, alice.user_id, clientId],
+      [other.message_id, alice.user_id, `${clientId}-2`],
+      [fromBob.message_id, bob.user_id, clientId],
     ],
   );
 });
@@ -263,6 +272,9 @@ test("after delivery and read, history shows delivered_at and read_at", opts, as
     [bob.token, alice.user_id],
   ]) {
     h = await history(token, other);
+    assert.deepEqual(Object.keys(h).sort(), ["has_more", "messages", "next_before"]);
+    assert.equal(h.has_more, false);
+    assert.equal(h.next_before, null);
     assert.equal(h.messages.length, 1);
     const row = h.messages[0];
     assert.deepEqual(

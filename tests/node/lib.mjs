@@ -105,9 +105,11 @@ class Inbox {
     this.label = label;
     this.items = []; // { name, data }
     this.waiters = []; // { name, pred, resolve }
+    this.log = []; // every event name, in arrival order (consumed or not)
   }
 
   push(name, data) {
+    this.log.push(name);
     const i = this.waiters.findIndex((w) => w.name === name && w.pred(data));
     if (i >= 0) {
       const [w] = this.waiters.splice(i, 1);
@@ -194,7 +196,7 @@ export function nextSystemError(sock, code, timeoutMs = EVENT_TIMEOUT_MS) {
  * A Socket.IO client for `token` (websocket transport only, no automatic reconnection),
  * not yet connected; every incoming event is buffered in its inbox.
  */
-export function sioClient(token, opts = {}) {
+export function sioClient(token, { label, ...ioOpts } = {}) {
   const socket = io(BASE_URL, {
     transports: ["websocket"],
     auth: token === undefined ? {} : { token },
@@ -202,9 +204,9 @@ export function sioClient(token, opts = {}) {
     forceNew: true,
     timeout: 5000,
     autoConnect: false,
-    ...opts,
+    ...ioOpts,
   });
-  socket.inbox = new Inbox(opts.label || `sio(${String(token).slice(0, 6)})`);
+  socket.inbox = new Inbox(label || `sio(${String(token).slice(0, 6)})`);
   socket.onAny((name, ...args) => socket.inbox.push(name, args[0]));
   socket.on("disconnect", (reason) => socket.inbox.push("$disconnect", reason));
   live.add(socket);
@@ -314,17 +316,28 @@ export function tryHandshake(url, timeoutMs = 5000) {
 // ---------------------------------------------------------------------------------------
 // Cleanup
 
-/** Closes every socket opened through this module (use in afterEach/after). */
+/**
+ * Closes every socket opened through this module (use in afterEach/after): a clean close
+ * first, then the TCP socket is destroyed if it is still open shortly after, so a slow
+ * closing handshake never holds the test process open.
+ */
 export async function closeAll() {
   const socks = [...live];
   live.clear();
   for (const s of socks) {
     try {
       if (s instanceof WebSocket) {
-        if (s.readyState !== WebSocket.CLOSED) s.terminate();
+        if (s.readyState === WebSocket.OPEN) {
+          s.close(1000);
+          setTimeout(() => s.terminate(), 200).unref();
+        } else if (s.readyState !== WebSocket.CLOSED) {
+          s.terminate();
+        }
       } else {
+        const tcp = s.io?.engine?.transport?.ws?._socket;
         s.disconnect();
         s.io?.engine?.close();
+        if (tcp) setTimeout(() => tcp.destroy(), 200).unref();
       }
     } catch {
       // already gone

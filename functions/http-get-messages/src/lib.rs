@@ -13,7 +13,10 @@ pub async fn handler(
 ) -> Result<ApiGatewayV2httpResponse> {
     Ok(http::handle(event, async |req| {
         let me = auth::authenticate(app, &req.token()?).await?;
-        let other = UserId::parse(req.path_param("other_id").unwrap_or_default())?;
+        let other_id = req
+            .path_param("other_id")
+            .or_else(|| req.last_path_segment());
+        let other = UserId::parse(other_id.unwrap_or_default())?;
         let query = HistoryQuery {
             limit: match req.query("limit") {
                 None => chat::DEFAULT_LIMIT,

@@ -35,6 +35,7 @@ pub async fn register(
         last_seen: time::to_bson(now),
         last_ping: None,
         opened: false,
+        live: false,
         expires_at: time::to_bson(
             now + chrono::TimeDelta::from_std(MAX_CONNECTION_AGE).unwrap_or_default(),
         ),
@@ -91,11 +92,24 @@ pub async fn join(
     Ok(true)
 }
 
+/// Lets pushes reach the connection (after its welcome went out).
+pub async fn set_live(app: &App, id: &ConnectionId) -> Result<bool> {
+    let res = app
+        .store
+        .connections
+        .update_one(
+            doc! { "_id": id.as_str() },
+            doc! { "$set": { "live": true } },
+        )
+        .await?;
+    Ok(res.matched_count == 1)
+}
+
 /// Removes a namespace from a Socket.IO connection (client DISCONNECT packet).
 pub async fn leave(app: &App, id: &ConnectionId, ns: &str) -> Result<()> {
     let mut update = doc! { "$pull": { "namespaces": { "ns": ns } } };
     if ns == "/" {
-        update.insert("$set", doc! { "user_id": bson::Bson::Null });
+        update.insert("$set", doc! { "user_id": bson::Bson::Null, "live": false });
     }
     app.store
         .connections
@@ -124,12 +138,12 @@ pub async fn touch(app: &App, id: &ConnectionId) -> Result<()> {
     Ok(())
 }
 
-/// Every authenticated connection of these users.
+/// Every live, authenticated connection of these users.
 pub async fn of_users(app: &App, users: &[UserId]) -> Result<Vec<ConnectionDoc>> {
     let ids: Vec<bson::oid::ObjectId> = users.iter().map(UserId::object_id).collect();
     let filter = match ids.as_slice() {
-        [one] => doc! { "user_id": one },
-        _ => doc! { "user_id": { "$in": ids } },
+        [one] => doc! { "user_id": one, "live": true },
+        _ => doc! { "user_id": { "$in": ids }, "live": true },
     };
     Ok(app
         .store

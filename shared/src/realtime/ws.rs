@@ -353,7 +353,9 @@ async fn sio_connect(
 }
 
 /// After authentication: (the CONNECT answer,) the `system` welcome, then every message
-/// that waited, oldest first.
+/// that waited, oldest first. The connection becomes live (reachable by other pushes) only
+/// after the welcome went out, so no message can overtake it; the delivery that follows
+/// picks up anything sent in between.
 pub async fn welcome(
     app: &App,
     id: &ConnectionId,
@@ -373,7 +375,12 @@ pub async fn welcome(
     if fanout::post_frames(app, id, &frames).await < frames.len() {
         return Ok(());
     }
-    if pending > 0 {
+    go_live(app, id, user).await
+}
+
+/// Marks the connection live and delivers what waits for its user.
+pub async fn go_live(app: &App, id: &ConnectionId, user: crate::domain::UserId) -> Result<()> {
+    if connections::set_live(app, id).await? {
         Box::pin(fanout::deliver_pending(app, user, Due::All)).await?;
     }
     Ok(())

@@ -9,3 +9,4 @@ mod handlers;
 mod migrations_runner;
 mod realtime;
 mod rest;
+mod template;

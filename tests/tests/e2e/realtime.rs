@@ -364,7 +364,7 @@ async fn gone_connections_lose_nothing() {
         .insert_one(bson::doc! {
             "_id": ghost, "protocol": "socketio", "user_id": bson::oid::ObjectId::parse_str(&b.user_id).unwrap(),
             "eio_sid": "x", "namespaces": [{ "ns": "/", "sid": "y" }], "connected_at": now, "last_seen": now,
-            "last_ping": now, "opened": true, "expires_at": bson::DateTime::from_millis(now.timestamp_millis() + 3_600_000),
+            "last_ping": now, "opened": true, "live": true, "expires_at": bson::DateTime::from_millis(now.timestamp_millis() + 3_600_000),
         })
         .await
         .unwrap();
@@ -449,4 +449,32 @@ async fn connections_api_through_the_sdk() {
         .await
         .unwrap();
     assert_eq!(left, 0);
+}
+
+#[tokio::test]
+async fn a_client_close_is_answered_and_disconnects_at_once() {
+    let env = TestEnv::start().await;
+    let a = env.api.login(&mobile(113)).await;
+    let (mut s, _) = RawSio::login(&env.ws_url(""), &a.token).await;
+    let started = std::time::Instant::now();
+    let bye = tokio_tungstenite::tungstenite::protocol::CloseFrame {
+        code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Normal,
+        reason: "bye".into(),
+    };
+    s.ws.send_message(Message::Close(Some(bye))).await.unwrap();
+    let answered = s.ws.closed(Duration::from_secs(3)).await;
+    assert_eq!(answered, Some(1000), "the close frame is answered");
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+    let conns = env.db.collection::<bson::Document>("connections");
+    while conns.count_documents(bson::doc! {}).await.unwrap() > 0 {
+        assert!(
+            started.elapsed() < Duration::from_millis(800),
+            "$disconnect ran late"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
