@@ -23,6 +23,7 @@ test: db-tool client-tools lint-template
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	SECANTUSD=$(SECANTUSD) CHAT_VENV=$(VENV) cargo test --workspace
+	scripts/watch-smoke.sh
 
 ## lint-template: cfn-lint and sam validate --lint, both offline, no findings allowed
 lint-template: deploy-tools

@@ -18,8 +18,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cargo lambda watch -A 127.0.0.1 -P "$watch_port" --ignore-changes \
-  --env-var "MONGO_URI=mongodb://127.0.0.1:${db_port}/?directConnection=true" > "$work/watch.log" 2>&1 &
+MONGO_URI="mongodb://127.0.0.1:${db_port}/?directConnection=true" \
+  cargo lambda watch -A 127.0.0.1 -P "$watch_port" --ignore-changes > "$work/watch.log" 2>&1 &
 watch_pid=$!
 base="http://127.0.0.1:${watch_port}"
 for _ in $(seq 1 120); do
@@ -32,15 +32,15 @@ fail() { echo "watch-smoke FAILED: $*" >&2; tail -40 "$work/watch.log" >&2; exit
 json() { python3 -c "import sys,json; print(json.load(sys.stdin)$1)"; }
 
 mobile="+1415555$(printf '%04d' $((RANDOM % 10000)))"
-otp_body=$(curl -s --max-time 300 -X POST "$base/lambda-url/http-request-otp/" \
+otp_body=$(curl -s --max-time 120 -X POST "$base/lambda-url/http-request-otp/" \
   -H 'content-type: application/json' -d "{\"mobile\":\"$mobile\"}") || fail "request_otp"
 otp=$(echo "$otp_body" | json '["otp"]') || fail "request_otp answered: $otp_body"
 echo "request_otp -> $otp_body"
-session=$(curl -s --max-time 300 -X POST "$base/lambda-url/http-verify/" \
+session=$(curl -s --max-time 120 -X POST "$base/lambda-url/http-verify/" \
   -H 'content-type: application/json' -d "{\"mobile\":\"$mobile\",\"otp\":\"$otp\"}") || fail "verify"
 token=$(echo "$session" | json '["token"]') || fail "verify answered: $session"
 echo "verify -> $session"
-me=$(curl -s --max-time 300 "$base/users/me" -H "Authorization: Bearer $token") || fail "me"
+me=$(curl -s --max-time 120 "$base/users/me" -H "Authorization: Bearer $token") || fail "me"
 [ "$(echo "$me" | json '["mobile"]')" = "$mobile" ] || fail "GET /users/me answered: $me"
 echo "GET /users/me (custom route) -> $me"
 echo "watch-smoke passed"
