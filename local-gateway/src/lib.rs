@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::routing::{any, get, post};
+use axum::routing::{any, post};
 use shared::App;
 use shared::config::Config;
 use tokio::net::TcpListener;
@@ -47,6 +47,10 @@ pub struct Options {
     pub schedule_every: Duration,
     /// WebSocket idle timeout and maximum connection lifetime.
     pub limits: Limits,
+    /// The HTTP API's routes (the chat's by default).
+    pub http_routes: Vec<routes::HttpRoute>,
+    /// The WebSocket APIs (the chat's by default).
+    pub ws_apis: Vec<routes::WsApi>,
 }
 
 impl Options {
@@ -58,6 +62,8 @@ impl Options {
             config,
             schedule_every: Duration::from_secs(5),
             limits: Limits::default(),
+            http_routes: routes::http_routes(),
+            ws_apis: vec![routes::WsApi::chat("local")],
         }
     }
 }
@@ -67,7 +73,7 @@ impl Options {
 pub(crate) struct Shared {
     pub(crate) app: &'static App,
     pub(crate) http_routes: Arc<Vec<routes::HttpRoute>>,
-    pub(crate) ws_routes: Arc<Vec<routes::WsRoute>>,
+    pub(crate) ws_apis: Arc<Vec<routes::WsApi>>,
     pub(crate) invocables: Arc<Vec<routes::Invocable>>,
     pub(crate) registry: Arc<websocket::Registry>,
     pub(crate) limits: Limits,
@@ -150,8 +156,8 @@ pub async fn start(options: Options) -> anyhow::Result<Gateway> {
     let registry = Arc::new(websocket::Registry::default());
     let shared = Shared {
         app,
-        http_routes: Arc::new(routes::http_routes()),
-        ws_routes: Arc::new(routes::ws_routes()),
+        http_routes: Arc::new(options.http_routes.clone()),
+        ws_apis: Arc::new(options.ws_apis.clone()),
         invocables: Arc::new(routes::invocables()),
         registry: registry.clone(),
         limits: options.limits,
@@ -160,12 +166,18 @@ pub async fn start(options: Options) -> anyhow::Result<Gateway> {
     };
     let (stop_schedule, schedule_stop_rx) = tokio::sync::watch::channel(false);
     schedule::spawn(shared.clone(), options.schedule_every, schedule_stop_rx);
-    let router = Router::new()
-        .route("/", get(websocket::upgrade))
-        .route("/socket.io", any(websocket::upgrade))
-        .route("/socket.io/", any(websocket::upgrade))
-        .route(&format!("/{}", options.stage), get(websocket::upgrade))
-        .route(&format!("/{}/", options.stage), get(websocket::upgrade))
+    let mut router = Router::new();
+    let mut ws_paths: Vec<&str> = options
+        .ws_apis
+        .iter()
+        .flat_map(|a| a.paths.iter().map(String::as_str))
+        .collect();
+    ws_paths.sort_unstable();
+    ws_paths.dedup();
+    for path in ws_paths {
+        router = router.route(path, any(websocket::upgrade));
+    }
+    let router = router
         .route(
             "/{stage}/@connections/{id}",
             post(management::post)

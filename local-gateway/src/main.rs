@@ -20,6 +20,7 @@ async fn main() -> anyhow::Result<()> {
         options.port = port.parse().context("PORT must be a port number")?;
     }
     if let Ok(stage) = std::env::var("STAGE") {
+        options.ws_apis = vec![local_gateway::routes::WsApi::chat(&stage)];
         options.stage = stage;
     }
     if let Ok(ms) = std::env::var("SCHEDULE_EVERY_MS") {

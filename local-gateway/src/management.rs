@@ -37,6 +37,7 @@ fn wrong_stage(shared: &Shared, stage: &str) -> Option<Response> {
 pub(crate) async fn post(
     State(shared): State<Shared>,
     Path((stage, id)): Path<(String, String)>,
+    headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Response {
     if let Some(r) = wrong_stage(&shared, &stage) {
@@ -52,8 +53,10 @@ pub(crate) async fn post(
     let Some(conn) = shared.registry.get(&id) else {
         return gone();
     };
+    let binary = headers.get("x-frame-type").is_some_and(|v| v == "binary");
     let out = match String::from_utf8(body.to_vec()) {
-        Ok(text) => Outgoing::Text(text),
+        Ok(text) if !binary => Outgoing::Text(text),
+        Ok(text) => Outgoing::Binary(text.into_bytes()),
         Err(e) => Outgoing::Binary(e.into_bytes()),
     };
     if conn.tx.send(out).is_err() {

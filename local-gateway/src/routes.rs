@@ -15,7 +15,7 @@ pub type HttpHandler = fn(
 ) -> BoxFuture<'static, shared::Result<ApiGatewayV2httpResponse>>;
 
 /// An HTTP API route: `route_key` is API Gateway's (`"POST /users/auth/request_otp"`).
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 pub struct HttpRoute {
     pub route_key: &'static str,
     /// The function crate (and SAM resource's `CodeUri` folder) that serves it.
@@ -91,7 +91,7 @@ pub type WsHandler = fn(
 ) -> BoxFuture<'static, shared::Result<ApiGatewayProxyResponse>>;
 
 /// A WebSocket API route: `$connect`, `$disconnect`, `$default` or an `action` value.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 pub struct WsRoute {
     pub route_key: &'static str,
     pub function: &'static str,
@@ -121,10 +121,41 @@ pub fn ws_routes() -> Vec<WsRoute> {
     ]
 }
 
+/// One WebSocket API: the paths it is reachable on locally, its routes, and whether binary
+/// frames reach the functions (API Gateway refuses them; only the conformance server, which
+/// runs nowhere but here, lets them through).
+#[derive(Clone, Debug)]
+pub struct WsApi {
+    pub paths: Vec<String>,
+    pub routes: Vec<WsRoute>,
+    pub binary_frames: bool,
+}
+
+impl WsApi {
+    /// The chat's WebSocket API: Socket.IO's default path, the root, and the stage path.
+    pub fn chat(stage: &str) -> Self {
+        Self {
+            paths: vec![
+                "/".into(),
+                "/socket.io".into(),
+                "/socket.io/".into(),
+                format!("/{stage}"),
+                format!("/{stage}/"),
+            ],
+            routes: ws_routes(),
+            binary_frames: false,
+        }
+    }
+
+    pub fn serves(&self, path: &str) -> bool {
+        self.paths.iter().any(|p| p == path)
+    }
+}
+
 pub type InvokeHandler = fn(&'static App, Value) -> BoxFuture<'static, Result<Value, String>>;
 
 /// A function other functions invoke through the Lambda API (and the schedule targets).
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 pub struct Invocable {
     pub function: &'static str,
     pub handler: InvokeHandler,

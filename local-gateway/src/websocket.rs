@@ -121,6 +121,8 @@ impl Default for Limits {
 /// What the handshake told us about the client.
 struct Meta {
     id: String,
+    /// Which WebSocket API (index in `Shared::ws_apis`) the client connected to.
+    api: usize,
     connected_at: DateTime<Utc>,
     source_ip: String,
     user_agent: String,
@@ -133,8 +135,15 @@ pub(crate) async fn upgrade(
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    let Some(api) = shared.ws_apis.iter().position(|a| a.serves(uri.path())) else {
+        return json_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            &format!("no route for {}", uri.path()),
+        );
+    };
     let Ok(ws) = ws else {
-        if uri.path().starts_with("/socket.io") {
+        if uri.path().starts_with("/socket.io") || uri.path().starts_with("/engine.io") {
             return json_error(
                 StatusCode::BAD_REQUEST,
                 "websocket_only",
@@ -149,6 +158,7 @@ pub(crate) async fn upgrade(
     };
     let meta = Meta {
         id: ids::connection_id(),
+        api,
         connected_at: Utc::now(),
         source_ip: peer.ip().to_string(),
         user_agent: headers
@@ -159,7 +169,7 @@ pub(crate) async fn upgrade(
     };
     let mut event = base_event(&shared, &meta, "$connect", "CONNECT");
     add_handshake(&mut event, &headers, uri.query().unwrap_or(""));
-    match invoke(&shared, "$connect", event).await {
+    match invoke(&shared, api, "$connect", event).await {
         Some(resp) if (200..300).contains(&resp.status_code) => {}
         Some(resp) => {
             let status = u16::try_from(resp.status_code)
@@ -191,6 +201,7 @@ pub(crate) async fn upgrade(
                 tokio::spawn(async move {
                     let meta = Meta {
                         id: meta_id,
+                        api,
                         connected_at: Utc::now(),
                         source_ip: String::new(),
                         user_agent: String::new(),
@@ -250,9 +261,13 @@ async fn run(shared: Shared, socket: WebSocket, meta: Meta) {
                     conn.touch();
                     dispatch(&shared, &meta, text.as_str()).await;
                 }
-                Some(Ok(Message::Binary(_))) => {
-                    let _ = tx.send(Outgoing::Close(1003, "Binary frames are not supported"));
-                    break (1003, "Binary frames are not supported");
+                Some(Ok(Message::Binary(bytes))) => {
+                    if !shared.ws_apis[meta.api].binary_frames {
+                        let _ = tx.send(Outgoing::Close(1003, "Binary frames are not supported"));
+                        break (1003, "Binary frames are not supported");
+                    }
+                    conn.touch();
+                    dispatch_binary(&shared, &meta, &bytes).await;
                 }
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => conn.touch(),
                 Some(Ok(Message::Close(frame))) => {
@@ -315,7 +330,7 @@ async fn disconnect(shared: &Shared, meta: &Meta, status: u16, reason: &str) {
         json!({ "Host": shared.host_header(), "x-api-key": "", "X-Forwarded-For": "" });
     event["multiValueHeaders"] =
         json!({ "Host": [shared.host_header()], "x-api-key": [""], "X-Forwarded-For": [""] });
-    invoke(shared, "$disconnect", event).await;
+    invoke(shared, meta.api, "$disconnect", event).await;
 }
 
 /// Route selection (`$request.body.action`), then the route's function.
@@ -323,10 +338,10 @@ async fn dispatch(shared: &Shared, meta: &Meta, text: &str) {
     let action = serde_json::from_str::<Value>(text)
         .ok()
         .and_then(|v| v.get("action").and_then(Value::as_str).map(str::to_owned));
+    let routes = &shared.ws_apis[meta.api].routes;
     let route_key = match action {
         Some(a)
-            if shared
-                .ws_routes
+            if routes
                 .iter()
                 .any(|r| r.route_key == a && !a.starts_with('$')) =>
         {
@@ -342,12 +357,37 @@ async fn dispatch(shared: &Shared, meta: &Meta, text: &str) {
         ctx.insert("messageId".into(), json!(ids::extended_request_id()));
     }
     event["body"] = json!(text);
-    invoke(shared, &route_key, event).await;
+    invoke(shared, meta.api, &route_key, event).await;
+}
+
+/// A binary frame, for APIs that let them through: `$default`, base64 in the body.
+async fn dispatch_binary(shared: &Shared, meta: &Meta, bytes: &[u8]) {
+    use base64::Engine as _;
+    let mut event = base_event(shared, meta, "$default", "MESSAGE");
+    if let Some(ctx) = event
+        .get_mut("requestContext")
+        .and_then(Value::as_object_mut)
+    {
+        ctx.insert("messageId".into(), json!(ids::extended_request_id()));
+    }
+    event["body"] = json!(base64::engine::general_purpose::STANDARD.encode(bytes));
+    event["isBase64Encoded"] = json!(true);
+    invoke(shared, meta.api, "$default", event).await;
 }
 
 /// Calls a route's function with the event, as API Gateway's Lambda proxy integration does.
-async fn invoke(shared: &Shared, route_key: &str, event: Value) -> Option<ApiGatewayProxyResponse> {
-    let route = shared.ws_routes.iter().find(|r| r.route_key == route_key)?;
+async fn invoke(
+    shared: &Shared,
+    api: usize,
+    route_key: &str,
+    event: Value,
+) -> Option<ApiGatewayProxyResponse> {
+    let route = shared
+        .ws_apis
+        .get(api)?
+        .routes
+        .iter()
+        .find(|r| r.route_key == route_key)?;
     let event: ApiGatewayWebsocketProxyRequest = match serde_json::from_value(event) {
         Ok(e) => e,
         Err(e) => {

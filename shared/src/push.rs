@@ -65,6 +65,36 @@ impl Pusher {
         }
     }
 
+    /// Posts one binary frame. API Gateway WebSocket APIs carry no binary frames (clients
+    /// get base64 instead); the header asks the local gateway, where the conformance server
+    /// runs, for a binary frame. AWS ignores it.
+    pub async fn post_binary(
+        &self,
+        connection: &ConnectionId,
+        data: Vec<u8>,
+    ) -> Result<(), PushError> {
+        let res = self
+            .client()?
+            .post_to_connection()
+            .connection_id(connection.as_str())
+            .data(Blob::new(data))
+            .customize()
+            .mutate_request(|req| {
+                req.headers_mut().insert("x-frame-type", "binary");
+            })
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(e))
+                if matches!(e.err(), PostToConnectionError::GoneException(_)) =>
+            {
+                Err(PushError::Gone)
+            }
+            Err(e) => Err(PushError::Management(DisplayErrorContext(&e).to_string())),
+        }
+    }
+
     /// Closes a connection (API Gateway then invokes `$disconnect`). Gone counts as done.
     pub async fn close(&self, connection: &ConnectionId) -> Result<(), PushError> {
         let res = self

@@ -193,7 +193,7 @@ async fn heartbeat(app: &App, report: &mut Report) -> Result<()> {
     let millis = |t: bson::DateTime| now.timestamp_millis() - t.timestamp_millis();
     let silent_limit = (ws.ping_interval + ws.ping_timeout).as_millis() as i64;
     let interval = ws.ping_interval.as_millis() as i64;
-    let conns = connections::all(app, Protocol::SocketIo).await?;
+    let conns = connections::speaking(app, &[Protocol::SocketIo, Protocol::Engine]).await?;
     let mut drop: Vec<ConnectionId> = Vec::new();
     let mut ping: Vec<ConnectionId> = Vec::new();
     for c in &conns {

@@ -80,6 +80,16 @@ pub enum Protocol {
     SocketIo,
     /// `{"action":..}` in, `{"event":..,"data":..}` out.
     Json,
+    /// Bare Engine.IO v4 (no Socket.IO layer): the protocol conformance server's echo.
+    Engine,
+}
+
+/// A binary Socket.IO packet whose attachments are still arriving (one frame each).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartialPacket {
+    pub header: String,
+    pub expected: i64,
+    pub attachments: Vec<bson::Binary>,
 }
 
 /// `connections`: one per live API Gateway WebSocket connection.
@@ -110,6 +120,9 @@ pub struct ConnectionDoc {
     /// so nothing overtakes them, and never before API Gateway established the connection.
     #[serde(default)]
     pub live: bool,
+    /// A binary packet waiting for attachments (only where the transport carries binary).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partial: Option<PartialPacket>,
     /// TTL field: API Gateway closes every connection after 2 hours.
     pub expires_at: DateTime,
 }

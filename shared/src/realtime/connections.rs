@@ -10,7 +10,7 @@ use futures::TryStreamExt;
 use crate::app::App;
 use crate::domain::{ConnectionId, UserId};
 use crate::error::Result;
-use crate::store::{ConnectionDoc, Protocol};
+use crate::store::{ConnectionDoc, PartialPacket, Protocol};
 use crate::time;
 
 /// API Gateway closes every connection after 2 hours; the record's TTL follows, with margin.
@@ -36,6 +36,7 @@ pub async fn register(
         last_ping: None,
         opened: false,
         live: false,
+        partial: None,
         expires_at: time::to_bson(
             now + chrono::TimeDelta::from_std(MAX_CONNECTION_AGE).unwrap_or_default(),
         ),
@@ -154,16 +155,35 @@ pub async fn of_users(app: &App, users: &[UserId]) -> Result<Vec<ConnectionDoc>>
         .await?)
 }
 
-/// Every connection speaking `protocol`.
-pub async fn all(app: &App, protocol: Protocol) -> Result<Vec<ConnectionDoc>> {
-    let p = bson::to_bson(&protocol).unwrap_or(bson::Bson::Null);
+/// Every connection speaking one of `protocols`.
+pub async fn speaking(app: &App, protocols: &[Protocol]) -> Result<Vec<ConnectionDoc>> {
+    let ps: Vec<bson::Bson> = protocols
+        .iter()
+        .filter_map(|p| bson::to_bson(p).ok())
+        .collect();
     Ok(app
         .store
         .connections
-        .find(doc! { "protocol": p })
+        .find(doc! { "protocol": { "$in": ps } })
         .await?
         .try_collect()
         .await?)
+}
+
+/// Records (or forgets) a binary packet waiting for its attachments.
+pub async fn set_partial(
+    app: &App,
+    id: &ConnectionId,
+    partial: Option<&PartialPacket>,
+) -> Result<()> {
+    app.store
+        .connections
+        .update_one(
+            doc! { "_id": id.as_str() },
+            crate::socketio::server::partial_update(partial),
+        )
+        .await?;
+    Ok(())
 }
 
 impl ConnectionDoc {

@@ -45,7 +45,9 @@ impl ServerEvent {
     /// The WebSocket frame for a connection speaking `protocol`.
     pub fn frame(&self, protocol: Protocol) -> String {
         match protocol {
-            Protocol::SocketIo => socketio::event("/", self.name(), &self.data()),
+            Protocol::SocketIo | Protocol::Engine => {
+                socketio::event("/", self.name(), &self.data())
+            }
             Protocol::Json => json!({ "event": self.name(), "data": self.data() }).to_string(),
         }
     }

@@ -14,14 +14,15 @@ use tracing::Instrument;
 
 use crate::app::App;
 use crate::auth;
-use crate::domain::{ConnectionId, Token, random_sid};
+use crate::domain::{ConnectionId, Token};
 use crate::error::{AuthError, Error, InputError, Result};
 use crate::realtime::connections;
 use crate::realtime::events::ServerEvent;
 use crate::realtime::fanout::{self, Due};
 use crate::realtime::service::{self, Caller, ClientEvent};
 use crate::scheduler::Task;
-use crate::socketio::{self, ClientPacket, EnginePacket, ProtocolError};
+use crate::socketio;
+use crate::socketio::server::{self, Authorized, Event, Frame, Session, SocketApp, SocketIo};
 use crate::store::{ConnectionDoc, Protocol};
 
 /// The plain-JSON routes API Gateway selects with `$request.body.action`.
@@ -95,23 +96,8 @@ pub async fn on_connect(
     async {
         let id = connection_id(&event)?;
         let query = &event.query_string_parameters;
-        if let Some(eio) = query.first("EIO") {
-            if eio != "4" {
-                return Ok(response(
-                    400,
-                    Some("only Engine.IO protocol 4 (Socket.IO v3/v4 clients) is supported"),
-                ));
-            }
-            if query.first("transport").is_some_and(|t| t != "websocket") {
-                return Ok(response(400, Some("use transports: [\"websocket\"]")));
-            }
-            connections::register(app, &id, Protocol::SocketIo, None, Some(random_sid())).await?;
-            app.invoker
-                .invoke_async(&Task::Open {
-                    connection_id: id.as_str().to_owned(),
-                })
-                .await?;
-            return Ok(ok());
+        if query.first("EIO").is_some() {
+            return server::connect(app, &id, &event, Protocol::SocketIo).await;
         }
         let user = match query.first("token").map(Token::parse) {
             Some(Ok(token)) => match auth::authenticate(app, &token).await {
@@ -157,7 +143,7 @@ pub async fn on_default(
     let span = span(&event);
     async {
         let id = connection_id(&event)?;
-        let frame = body_text(&event);
+        let frame = Frame::of(&event);
         let Some(conn) = connections::get(app, &id).await? else {
             // No record: the connection is unknown to us (expired, or never registered).
             tracing::warn!("frame from an unknown connection; closing it");
@@ -165,26 +151,36 @@ pub async fn on_default(
             return Ok(ok());
         };
         match conn.protocol {
-            Protocol::SocketIo => Box::pin(socket_io_frame(app, &id, &conn, &frame)).await?,
+            Protocol::SocketIo | Protocol::Engine => {
+                Box::pin(server::frame(
+                    app,
+                    &SocketIo(&ChatSocket),
+                    &id,
+                    &conn,
+                    frame,
+                ))
+                .await?;
+            }
             Protocol::Json => {
-                let e: Error = match serde_json::from_str::<Value>(&frame) {
-                    Ok(v) => match v.get("action").and_then(Value::as_str) {
-                        Some(action) => {
-                            crate::error::ChatError::UnknownEvent(action.to_owned()).into()
-                        }
-                        None => InputError::InvalidBody(
-                            "frames are JSON objects with an `action`".into(),
-                        )
-                        .into(),
-                    },
+                let text = match frame {
+                    Frame::Text(t) => t,
+                    Frame::Binary(_) => String::new(),
+                };
+                let action = serde_json::from_str::<Value>(&text)
+                    .map(|v| v.get("action").and_then(Value::as_str).map(str::to_owned));
+                let e: Error = match &action {
+                    Ok(Some(action)) => {
+                        crate::error::ChatError::UnknownEvent(action.clone()).into()
+                    }
+                    Ok(None) => {
+                        InputError::InvalidBody("frames are JSON objects with an `action`".into())
+                            .into()
+                    }
                     Err(e) => InputError::MalformedJson(e.to_string()).into(),
                 };
-                let _ = fanout::post_frame(
-                    app,
-                    &id,
-                    ServerEvent::error(&e, None).frame(Protocol::Json),
-                )
-                .await;
+                let event = action.ok().flatten();
+                let notice = ServerEvent::error(&e, event.as_deref()).frame(Protocol::Json);
+                let _ = fanout::post_frame(app, &id, notice).await;
             }
         }
         Ok(ok())
@@ -254,102 +250,60 @@ pub async fn on_action(
     .await
 }
 
-/// One Engine.IO frame from a Socket.IO client.
-async fn socket_io_frame(
-    app: &App,
-    id: &ConnectionId,
-    conn: &ConnectionDoc,
-    frame: &str,
-) -> Result<()> {
-    let packet = match EnginePacket::decode(frame) {
-        Ok(p) => p,
-        Err(e) => return protocol_close(app, id, conn, e).await,
-    };
-    match packet {
-        EnginePacket::Pong(_) => connections::touch(app, id).await,
-        EnginePacket::Ping(data) => {
-            let _ = fanout::post_frame(app, id, format!("3{data}")).await;
-            Ok(())
-        }
-        EnginePacket::Close => {
-            connections::remove(app, id).await?;
-            let _ = app.pusher.close(id).await;
-            Ok(())
-        }
-        EnginePacket::Upgrade | EnginePacket::Noop => Ok(()),
-        EnginePacket::Message(payload) => match socketio::decode(&payload) {
-            Err(e) => protocol_close(app, id, conn, e).await,
-            Ok(ClientPacket::Connect { ns, auth }) => {
-                Box::pin(sio_connect(app, id, &ns, auth)).await
-            }
-            Ok(ClientPacket::Disconnect { ns }) => connections::leave(app, id, &ns).await,
-            Ok(ClientPacket::Ack { .. }) => Ok(()),
-            Ok(ClientPacket::Event {
-                ns,
-                name,
-                args,
-                ack,
-            }) => {
-                let Some(user) = conn.user().filter(|_| conn.joined(&ns)) else {
-                    return protocol_close(
-                        app,
-                        id,
-                        conn,
-                        ProtocolError::Malformed(format!("event on namespace {ns} before CONNECT")),
-                    )
-                    .await;
-                };
-                let caller = Caller {
-                    connection: id.clone(),
-                    user,
-                    protocol: Protocol::SocketIo,
-                };
-                sio_event(app, &caller, &ns, &name, args, ack).await
-            }
-        },
-    }
-}
+/// The chat as a Socket.IO application: the main namespace only, `auth.token` decides, the
+/// welcome and waiting messages follow the CONNECT answer, and the chat events.
+#[derive(Debug, Clone, Copy)]
+pub struct ChatSocket;
 
-/// Socket.IO CONNECT: `auth.token` decides; the main namespace only.
-async fn sio_connect(
-    app: &App,
-    id: &ConnectionId,
-    ns: &str,
-    auth_payload: Option<Value>,
-) -> Result<()> {
-    if ns != "/" {
-        let _ = fanout::post_frame(app, id, socketio::connect_error(ns, "Invalid namespace")).await;
-        return Ok(());
+impl SocketApp for ChatSocket {
+    fn has_namespace(&self, ns: &str) -> bool {
+        ns == "/"
     }
-    let token = auth_payload
-        .as_ref()
-        .and_then(|a| a.get("token"))
-        .and_then(Value::as_str)
-        .map(Token::parse);
-    let user = match token {
-        Some(Ok(token)) => match auth::authenticate(app, &token).await {
-            Ok(user) => Some(user),
-            Err(Error::Auth(_)) => None,
-            Err(e) => return Err(e),
-        },
-        _ => None,
-    };
-    let Some(user) = user else {
-        let _ = fanout::post_frame(app, id, socketio::connect_error(ns, "unauthorized")).await;
-        return Ok(());
-    };
-    let sid = random_sid();
-    if !connections::join(app, id, Some(user), ns, &sid).await? {
-        return Ok(());
+
+    async fn authorize(
+        &self,
+        app: &App,
+        _ns: &str,
+        auth_payload: Option<&Value>,
+    ) -> Result<Authorized> {
+        let token = auth_payload
+            .and_then(|a| a.get("token"))
+            .and_then(Value::as_str)
+            .map(Token::parse);
+        match token {
+            Some(Ok(token)) => match auth::authenticate(app, &token).await {
+                Ok(user) => Ok(Authorized::User(user)),
+                Err(Error::Auth(_)) => Ok(Authorized::Refused("unauthorized".into())),
+                Err(e) => Err(e),
+            },
+            _ => Ok(Authorized::Refused("unauthorized".into())),
+        }
     }
-    welcome(
-        app,
-        id,
-        Protocol::SocketIo,
-        user,
-        Some(socketio::connect_ok(ns, &sid)),
-    )
-    .await
+
+    async fn connected(
+        &self,
+        app: &App,
+        session: &Session,
+        _ns: &str,
+        _auth: Option<Value>,
+    ) -> Result<()> {
+        match session.user {
+            Some(user) => welcome(app, &session.id, Protocol::SocketIo, user, None).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn event(&self, app: &App, session: &Session, event: Event) -> Result<()> {
+        let Some(user) = session.user else {
+            return Ok(());
+        };
+        let caller = Caller {
+            connection: session.id.clone(),
+            user,
+            protocol: Protocol::SocketIo,
+        };
+        sio_event(app, &caller, &event.ns, &event.name, event.args, event.ack).await
+    }
 }
 
 /// After authentication: (the CONNECT answer,) the `system` welcome, then every message
@@ -429,25 +383,4 @@ async fn sio_event(
             if e.is_internal() { Err(e) } else { Ok(()) }
         }
     }
-}
-
-/// A frame that breaks the protocol: say why (when the client can hear it), then close.
-async fn protocol_close(
-    app: &App,
-    id: &ConnectionId,
-    conn: &ConnectionDoc,
-    why: ProtocolError,
-) -> Result<()> {
-    tracing::info!(error = %why, "protocol error; closing the connection");
-    if conn.joined("/") {
-        let notice = ServerEvent::System(crate::api::SystemEvent::Error {
-            code: "protocol_error".into(),
-            message: why.to_string(),
-            event: None,
-        });
-        let _ = app.pusher.post(id, notice.frame(Protocol::SocketIo)).await;
-    }
-    connections::remove(app, id).await?;
-    let _ = app.pusher.close(id).await;
-    Ok(())
 }

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod clients;
+mod conformance;
 mod experiments;
 mod handlers;
 mod migrations_runner;

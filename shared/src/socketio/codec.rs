@@ -1,11 +1,16 @@
 //! Engine.IO v4 / Socket.IO v5 framing over the websocket transport, one packet per frame.
 //!
 //! Engine.IO packets are a type digit and a payload (`0` open, `1` close, `2` ping, `3` pong,
-//! `4` message, `5` upgrade, `6` noop). Socket.IO packets ride inside `4` messages and are
-//! parsed and encoded by `socketioxide-parser-common`; this module turns them into the
-//! [`ClientPacket`] enum the shim dispatches on and builds the server's frames. Malformed
-//! input is a [`ProtocolError`], never a panic.
+//! `4` message, `5` upgrade, `6` noop); binary frames are binary messages. Socket.IO packets
+//! ride inside `4` messages and are parsed and encoded by `socketioxide-parser-common`; this
+//! module turns them into the [`ClientPacket`] enum the server dispatches on and builds the
+//! server's frames. A binary packet's attachments arrive as the following binary frames:
+//! [`decode`] reports how many to wait for and [`decode_with_attachments`] completes it.
+//! Malformed input is a [`ProtocolError`], never a panic.
 
+use std::collections::VecDeque;
+
+use bytes::Bytes;
 use serde::Serialize;
 use serde_json::Value;
 use socketioxide_core::Str;
@@ -39,6 +44,8 @@ pub enum ProtocolError {
     ReservedEvent(String),
     #[error("binary attachments cannot cross API Gateway; send them base64-encoded")]
     BinaryUnsupported,
+    #[error("a binary frame arrived that no packet was waiting for")]
+    UnexpectedBinary,
 }
 
 /// An Engine.IO packet from a client.
@@ -105,12 +112,14 @@ pub enum ClientPacket {
     Connect { ns: String, auth: Option<Value> },
     /// `1[/ns,]`
     Disconnect { ns: String },
-    /// `2[/ns,][id]["name",...args]`
+    /// `2[/ns,][id]["name",...args]` (or `5<n>-...` with `n` binary attachments, whose
+    /// places in `args` are `{"_placeholder":true,"num":i}`).
     Event {
         ns: String,
         name: String,
         args: Vec<Value>,
         ack: Option<i64>,
+        attachments: Vec<Bytes>,
     },
     /// `3[/ns,]id[...args]`: the client acknowledging a server emit.
     Ack {
@@ -120,19 +129,61 @@ pub enum ClientPacket {
     },
 }
 
+/// What one Engine.IO `4` message holds.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decoded {
+    Packet(ClientPacket),
+    /// A binary packet's header: `expected` binary frames follow.
+    AwaitingAttachments {
+        expected: usize,
+    },
+}
+
+fn parse_error(e: ParseError) -> ProtocolError {
+    ProtocolError::Malformed(e.to_string())
+}
+
 /// Decodes the payload of an Engine.IO `4` message.
-pub fn decode(payload: &str) -> Result<ClientPacket, ProtocolError> {
+pub fn decode(payload: &str) -> Result<Decoded, ProtocolError> {
     let state = ParserState::default();
-    let packet = CommonParser
-        .decode_str(
-            &ParseConfig::default(),
-            &state,
-            Str::from(payload.to_owned()),
-        )
-        .map_err(|e| match e {
-            ParseError::NeedsMoreBinaryData => ProtocolError::BinaryUnsupported,
-            other => ProtocolError::Malformed(other.to_string()),
-        })?;
+    let config = ParseConfig::default();
+    match CommonParser.decode_str(&config, &state, Str::from(payload.to_owned())) {
+        Ok(packet) => Ok(Decoded::Packet(convert(packet)?)),
+        Err(ParseError::NeedsMoreBinaryData) => Ok(Decoded::AwaitingAttachments {
+            expected: state
+                .incoming_binary_cnt
+                .load(std::sync::atomic::Ordering::Acquire),
+        }),
+        Err(e) => Err(parse_error(e)),
+    }
+}
+
+/// Completes a binary packet from its header and its attachments, in order.
+pub fn decode_with_attachments(
+    header: &str,
+    attachments: &[Vec<u8>],
+) -> Result<ClientPacket, ProtocolError> {
+    let state = ParserState::default();
+    let config = ParseConfig::default();
+    let mut result = CommonParser.decode_str(&config, &state, Str::from(header.to_owned()));
+    for bin in attachments {
+        match result {
+            Err(ParseError::NeedsMoreBinaryData) => {
+                result = CommonParser.decode_bin(&config, &state, Bytes::copy_from_slice(bin));
+            }
+            _ => return Err(ProtocolError::UnexpectedBinary),
+        }
+    }
+    match result {
+        Ok(packet) => convert(packet),
+        Err(ParseError::NeedsMoreBinaryData) => {
+            Err(ProtocolError::Malformed("attachments missing".into()))
+        }
+        Err(e) => Err(parse_error(e)),
+    }
+}
+
+fn convert(packet: Packet) -> Result<ClientPacket, ProtocolError> {
     let ns = packet.ns.to_string();
     match packet.inner {
         PacketData::Connect(data) => {
@@ -148,7 +199,11 @@ pub fn decode(payload: &str) -> Result<ClientPacket, ProtocolError> {
             Ok(ClientPacket::Connect { ns, auth })
         }
         PacketData::Disconnect => Ok(ClientPacket::Disconnect { ns }),
-        PacketData::Event(data, ack) => {
+        PacketData::Event(data, ack) | PacketData::BinaryEvent(data, ack) => {
+            let attachments: Vec<Bytes> = match &data {
+                SioValue::Str(_, Some(bins)) => bins.iter().cloned().collect(),
+                _ => Vec::new(),
+            };
             let mut items = match json_of(&data)? {
                 Value::Array(items) if !items.is_empty() => items,
                 _ => return Err(ProtocolError::BadEventPayload),
@@ -165,17 +220,15 @@ pub fn decode(payload: &str) -> Result<ClientPacket, ProtocolError> {
                 name,
                 args: items,
                 ack,
+                attachments,
             })
         }
-        PacketData::EventAck(data, id) => match json_of(&data)? {
+        PacketData::EventAck(data, id) | PacketData::BinaryAck(data, id) => match json_of(&data)? {
             Value::Array(args) => Ok(ClientPacket::Ack { ns, id, args }),
             _ => Err(ProtocolError::Malformed(
                 "ACK payload must be an array".into(),
             )),
         },
-        PacketData::BinaryEvent(..) | PacketData::BinaryAck(..) => {
-            Err(ProtocolError::BinaryUnsupported)
-        }
         PacketData::ConnectError(_) => Err(ProtocolError::Malformed(
             "clients cannot send CONNECT_ERROR".into(),
         )),
@@ -190,10 +243,29 @@ fn json_of(v: &SioValue) -> Result<Value, ProtocolError> {
 }
 
 fn engine_message(packet: Packet) -> String {
+    engine_frames(packet).0
+}
+
+/// The Engine.IO text frame of a packet, and its attachments (binary frames that follow).
+fn engine_frames(packet: Packet) -> (String, Vec<Bytes>) {
     match CommonParser.encode(packet) {
-        SioValue::Str(s, _) => format!("4{}", s.as_str()),
-        // The common parser only yields strings for packets without attachments.
-        SioValue::Bytes(_) => String::new(),
+        SioValue::Str(s, bins) => (
+            format!("4{}", s.as_str()),
+            bins.map(Vec::from).unwrap_or_default(),
+        ),
+        SioValue::Bytes(b) => (String::new(), vec![b]),
+    }
+}
+
+fn with_bins(v: &impl Serialize, attachments: &[Bytes]) -> SioValue {
+    let text = Str::from(serde_json::to_string(v).unwrap_or_else(|_| "null".into()));
+    if attachments.is_empty() {
+        SioValue::Str(text, None)
+    } else {
+        SioValue::Str(
+            text,
+            Some(attachments.iter().cloned().collect::<VecDeque<Bytes>>()),
+        )
     }
 }
 
@@ -250,6 +322,38 @@ pub fn ack(ns: &str, id: i64, args: &[Value]) -> String {
     engine_message(Packet::ack(ns.to_owned(), str_value(&args), id))
 }
 
+/// `45<n>-[/ns,][id]["name",...args]` and its `n` attachments (plain `42` when there are none).
+pub fn binary_event(
+    ns: &str,
+    name: &str,
+    args: &[Value],
+    attachments: &[Bytes],
+    ack: Option<i64>,
+) -> (String, Vec<Bytes>) {
+    let mut items = Vec::with_capacity(args.len() + 1);
+    items.push(Value::String(name.to_owned()));
+    items.extend(args.iter().cloned());
+    let mut packet = Packet::event(ns.to_owned(), with_bins(&items, attachments));
+    if let Some(id) = ack {
+        packet.inner.set_ack_id(id);
+    }
+    engine_frames(packet)
+}
+
+/// `46<n>-[/ns,]<id>[...args]` and its attachments (plain `43` when there are none).
+pub fn binary_ack(
+    ns: &str,
+    id: i64,
+    args: &[Value],
+    attachments: &[Bytes],
+) -> (String, Vec<Bytes>) {
+    engine_frames(Packet::ack(
+        ns.to_owned(),
+        with_bins(&args, attachments),
+        id,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,6 +395,13 @@ mod tests {
         );
     }
 
+    fn decode(payload: &str) -> Result<ClientPacket, ProtocolError> {
+        match super::decode(payload)? {
+            Decoded::Packet(p) => Ok(p),
+            Decoded::AwaitingAttachments { .. } => Err(ProtocolError::BinaryUnsupported),
+        }
+    }
+
     #[test]
     fn decodes_client_packets() {
         assert_eq!(
@@ -320,7 +431,8 @@ mod tests {
                 ns: "/".into(),
                 name: "send_message".into(),
                 args: vec![json!({"to":"x"})],
-                ack: Some(12)
+                ack: Some(12),
+                attachments: vec![],
             })
         );
         assert_eq!(
@@ -329,7 +441,8 @@ mod tests {
                 ns: "/chat".into(),
                 name: "typing".into(),
                 args: vec![],
-                ack: None
+                ack: None,
+                attachments: vec![],
             })
         );
         assert_eq!(decode("1"), Ok(ClientPacket::Disconnect { ns: "/".into() }));
@@ -361,12 +474,55 @@ mod tests {
             Err(ProtocolError::Malformed(_))
         ));
         assert_eq!(
-            decode(r#"51-["upload",{"_placeholder":true,"num":0}]"#),
-            Err(ProtocolError::BinaryUnsupported)
+            super::decode(r#"51-["upload",{"_placeholder":true,"num":0}]"#),
+            Ok(Decoded::AwaitingAttachments { expected: 1 })
         );
         for junk in ["2/é,[\"é\"]", "51é", "é", "3", "3x", "2/", "0/"] {
             let _ = decode(junk);
         }
+    }
+
+    #[test]
+    fn binary_packets_wait_for_their_attachments() {
+        let header = r#"452-789["message-with-ack",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#;
+        assert_eq!(
+            super::decode(header),
+            Ok(Decoded::AwaitingAttachments { expected: 2 })
+        );
+        let packet =
+            decode_with_attachments(header, &[vec![1, 2, 3], vec![4, 5, 6]]).expect("complete");
+        let ClientPacket::Event {
+            name,
+            args,
+            ack,
+            attachments,
+            ..
+        } = packet
+        else {
+            panic!("an event")
+        };
+        assert_eq!((name.as_str(), ack), ("message-with-ack", Some(789)));
+        assert_eq!(args[0], json!({"_placeholder": true, "num": 0}));
+        assert_eq!(
+            attachments,
+            vec![
+                Bytes::from_static(&[1, 2, 3]),
+                Bytes::from_static(&[4, 5, 6])
+            ]
+        );
+        assert!(decode_with_attachments(header, &[vec![1]]).is_err());
+        assert!(decode_with_attachments(header, &[vec![1], vec![2], vec![3]]).is_err());
+        let (text, bins) = binary_ack("/", 789, &args, &attachments);
+        assert_eq!(
+            text,
+            r#"462-789[{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#
+        );
+        assert_eq!(bins.len(), 2);
+        let (text, _) = binary_event("/", "message-back", &args, &attachments, None);
+        assert_eq!(
+            text,
+            r#"452-["message-back",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#
+        );
     }
 
     #[test]

@@ -1,0 +1,246 @@
+//! The protocol conformance server: the project's own Engine.IO/Socket.IO server
+//! (`shared::socketio::server`, the code the Lambda functions run) behind the local
+//! gateway's WebSocket emulation and the scheduler, configured and programmed as the
+//! official suites (socketio/engine.io-protocol and socketio/socket.io-protocol,
+//! `test-suite/`) expect their server:
+//!
+//! - ping interval 300 ms, ping timeout 200 ms, maxPayload 1e6, first ping one interval
+//!   after the open packet, connect timeout 1000 ms;
+//! - `/engine.io/`: a bare Engine.IO server that echoes every message (text and binary);
+//! - `/socket.io/`: namespaces `/` and `/custom` (others refused); on connect it emits
+//!   `auth` with the handshake's auth payload; it echoes `message` as `message-back` and
+//!   acknowledges `message-with-ack` with its arguments, binary attachments included.
+//!
+//! Only the websocket transport exists (API Gateway has no long-polling). Binary frames,
+//! which API Gateway refuses, are let through by this local gateway for these two APIs.
+
+use std::time::Duration;
+
+use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use local_gateway::routes::{WsApi, WsRoute};
+use local_gateway::{Gateway, Options};
+use serde_json::{Value, json};
+use shared::config::Config;
+use shared::domain::ConnectionId;
+use shared::realtime::{connections, fanout};
+use shared::socketio::codec;
+use shared::socketio::server::{
+    self, Authorized, EngineApp, Event, Frame, Session, SocketApp, SocketIo,
+};
+use shared::store::{ConnectionDoc, Protocol};
+use shared::{App, Result};
+
+pub const PING_INTERVAL_MS: u64 = 300;
+pub const PING_TIMEOUT_MS: u64 = 200;
+pub const MAX_PAYLOAD: u32 = 1_000_000;
+pub const CONNECT_TIMEOUT_MS: u64 = 1000;
+
+/// `/engine.io/`: echoes every message.
+#[derive(Debug)]
+pub struct EngineEcho;
+
+impl EngineApp for EngineEcho {
+    async fn message(
+        &self,
+        app: &App,
+        _conn: &ConnectionDoc,
+        id: &ConnectionId,
+        data: Frame,
+    ) -> Result<()> {
+        match data {
+            Frame::Text(payload) => {
+                let _ = fanout::post_frame(app, id, format!("4{payload}")).await;
+            }
+            Frame::Binary(bytes) => {
+                let _ = app.pusher.post_binary(id, bytes).await;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `/socket.io/`: the suite's application.
+#[derive(Debug)]
+pub struct SuiteSocket;
+
+impl SocketApp for SuiteSocket {
+    fn has_namespace(&self, ns: &str) -> bool {
+        ns == "/" || ns == "/custom"
+    }
+
+    fn accepts_binary(&self) -> bool {
+        true
+    }
+
+    async fn authorize(&self, _app: &App, _ns: &str, _auth: Option<&Value>) -> Result<Authorized> {
+        Ok(Authorized::Anonymous)
+    }
+
+    async fn connected(
+        &self,
+        app: &App,
+        session: &Session,
+        ns: &str,
+        auth: Option<Value>,
+    ) -> Result<()> {
+        let frame = codec::event(ns, "auth", &auth.unwrap_or_else(|| json!({})));
+        let _ = fanout::post_frame(app, &session.id, frame).await;
+        Ok(())
+    }
+
+    async fn event(&self, app: &App, session: &Session, event: Event) -> Result<()> {
+        match (event.name.as_str(), event.ack) {
+            ("message", _) => {
+                let (text, bins) = codec::binary_event(
+                    &event.ns,
+                    "message-back",
+                    &event.args,
+                    &event.attachments,
+                    None,
+                );
+                server::post_with_attachments(app, &session.id, text, bins).await
+            }
+            ("message-with-ack", Some(id)) => {
+                let (text, bins) =
+                    codec::binary_ack(&event.ns, id, &event.args, &event.attachments);
+                server::post_with_attachments(app, &session.id, text, bins).await
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+fn ok() -> ApiGatewayProxyResponse {
+    let mut r = ApiGatewayProxyResponse::default();
+    r.status_code = 200;
+    r
+}
+
+fn connection_id(event: &ApiGatewayWebsocketProxyRequest) -> Result<ConnectionId> {
+    Ok(ConnectionId::parse(
+        event
+            .request_context
+            .connection_id
+            .as_deref()
+            .unwrap_or_default(),
+    )?)
+}
+
+async fn connect(
+    app: &App,
+    event: ApiGatewayWebsocketProxyRequest,
+    protocol: Protocol,
+) -> Result<ApiGatewayProxyResponse> {
+    let id = connection_id(&event)?;
+    server::connect(app, &id, &event, protocol).await
+}
+
+async fn disconnect(
+    app: &App,
+    event: ApiGatewayWebsocketProxyRequest,
+) -> Result<ApiGatewayProxyResponse> {
+    connections::remove(app, &connection_id(&event)?).await?;
+    Ok(ok())
+}
+
+async fn default<A: EngineApp>(
+    app: &App,
+    engine: &A,
+    event: ApiGatewayWebsocketProxyRequest,
+) -> Result<ApiGatewayProxyResponse> {
+    let id = connection_id(&event)?;
+    match connections::get(app, &id).await? {
+        Some(conn) => Box::pin(server::frame(app, engine, &id, &conn, Frame::of(&event))).await?,
+        None => {
+            let _ = app.pusher.close(&id).await;
+        }
+    }
+    Ok(ok())
+}
+
+fn engine_api() -> WsApi {
+    WsApi {
+        paths: vec!["/engine.io".into(), "/engine.io/".into()],
+        routes: vec![
+            WsRoute {
+                route_key: "$connect",
+                function: "conformance-engine-connect",
+                handler: |app, event| Box::pin(connect(app, event, Protocol::Engine)),
+            },
+            WsRoute {
+                route_key: "$disconnect",
+                function: "conformance-disconnect",
+                handler: |app, event| Box::pin(disconnect(app, event)),
+            },
+            WsRoute {
+                route_key: "$default",
+                function: "conformance-engine-default",
+                handler: |app, event| Box::pin(default(app, &EngineEcho, event)),
+            },
+        ],
+        binary_frames: true,
+    }
+}
+
+fn socket_api() -> WsApi {
+    WsApi {
+        paths: vec!["/socket.io".into(), "/socket.io/".into()],
+        routes: vec![
+            WsRoute {
+                route_key: "$connect",
+                function: "conformance-socket-connect",
+                handler: |app, event| Box::pin(connect(app, event, Protocol::SocketIo)),
+            },
+            WsRoute {
+                route_key: "$disconnect",
+                function: "conformance-disconnect",
+                handler: |app, event| Box::pin(disconnect(app, event)),
+            },
+            WsRoute {
+                route_key: "$default",
+                function: "conformance-socket-default",
+                handler: |app, event| Box::pin(default(app, &SocketIo(&SuiteSocket), event)),
+            },
+        ],
+        binary_frames: true,
+    }
+}
+
+/// The suites' settings on top of a database.
+pub fn config(mongo_uri: &str, mongo_db: &str) -> Config {
+    let vars = [
+        ("MONGO_URI", mongo_uri),
+        ("MONGO_DB", mongo_db),
+        ("RUN_MIGRATIONS", "1"),
+        ("CHAT_EXPERIMENTS", "off"),
+    ];
+    let mut config = Config::from_lookup(|k| {
+        vars.iter()
+            .find(|(key, _)| *key == k)
+            .map(|(_, v)| (*v).to_owned())
+    })
+    .unwrap_or_else(|_| unreachable_config());
+    config.ws.ping_interval = Duration::from_millis(PING_INTERVAL_MS);
+    config.ws.ping_timeout = Duration::from_millis(PING_TIMEOUT_MS);
+    config.ws.max_payload = MAX_PAYLOAD;
+    config.ws.connect_timeout = Duration::from_millis(CONNECT_TIMEOUT_MS);
+    config
+}
+
+// The literal settings above always parse; this keeps `config` free of unwrap.
+fn unreachable_config() -> Config {
+    Config::from_lookup(|_| None)
+        .unwrap_or_else(|e| panic!("default configuration is invalid: {e}"))
+}
+
+/// Starts the server: `port` 3000 for the official suites, 0 for tests.
+pub async fn start(mongo_uri: &str, mongo_db: &str, port: u16) -> anyhow::Result<Gateway> {
+    let mut options = Options::local(config(mongo_uri, mongo_db));
+    options.host = std::net::IpAddr::from([127, 0, 0, 1]);
+    options.port = port;
+    // The sweep sends pings; a fine period keeps them close to the 300 ms interval.
+    options.schedule_every = Duration::from_millis(20);
+    options.http_routes = Vec::new();
+    options.ws_apis = vec![engine_api(), socket_api()];
+    local_gateway::start(options).await
+}
