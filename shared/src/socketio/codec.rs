@@ -484,7 +484,8 @@ mod tests {
 
     #[test]
     fn binary_packets_wait_for_their_attachments() {
-        let header = r#"452-789["message-with-ack",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#;
+        // The Socket.IO payload of an Engine.IO `4` message (no `4` prefix here).
+        let header = r#"52-789["message-with-ack",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#;
         assert_eq!(
             super::decode(header),
             Ok(Decoded::AwaitingAttachments { expected: 2 })
