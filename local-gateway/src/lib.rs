@@ -51,6 +51,8 @@ pub struct Options {
     pub http_routes: Vec<routes::HttpRoute>,
     /// The WebSocket APIs (the chat's by default).
     pub ws_apis: Vec<routes::WsApi>,
+    /// A MongoDB client to use instead of one built from `MONGO_URI` (benchmarks).
+    pub mongo_client: Option<mongodb::Client>,
 }
 
 impl Options {
@@ -64,6 +66,7 @@ impl Options {
             limits: Limits::default(),
             http_routes: routes::http_routes(),
             ws_apis: vec![routes::WsApi::chat("local")],
+            mongo_client: None,
         }
     }
 }
@@ -152,7 +155,11 @@ pub async fn start(options: Options) -> anyhow::Result<Gateway> {
     let mut config = options.config.clone();
     config.ws.endpoint = Some(format!("http://{addr}/{}", options.stage));
     let sdk = sdk_config(addr).await;
-    let app: &'static App = Box::leak(Box::new(App::new(config, &sdk).await?));
+    let app = match options.mongo_client.clone() {
+        Some(client) => App::with_client(config, &sdk, client).await?,
+        None => App::new(config, &sdk).await?,
+    };
+    let app: &'static App = Box::leak(Box::new(app));
     let registry = Arc::new(websocket::Registry::default());
     let shared = Shared {
         app,

@@ -21,6 +21,62 @@ pub enum BootError {
     Migrations(#[from] migrations::MigrationError),
 }
 
+/// Users known to exist (they are never deleted), bounded so a long-lived process cannot
+/// grow without limit.
+#[derive(Debug, Default)]
+pub struct KnownUsers {
+    set: std::sync::Mutex<std::collections::HashSet<crate::domain::UserId>>,
+}
+
+impl KnownUsers {
+    const MAX: usize = 100_000;
+
+    pub fn contains(&self, user: &crate::domain::UserId) -> bool {
+        self.set.lock().map(|s| s.contains(user)).unwrap_or(false)
+    }
+
+    pub fn insert(&self, user: crate::domain::UserId) {
+        if let Ok(mut s) = self.set.lock() {
+            if s.len() >= Self::MAX {
+                s.clear();
+            }
+            s.insert(user);
+        }
+    }
+}
+
+/// Settled connection records (authenticated and live), remembered by the warm process
+/// that handled them. After that point a chat connection's record only changes by going
+/// away (a client leaving the main namespace is closed), and connection ids are never
+/// reused, so frames from a known connection need no database read.
+#[derive(Debug, Default)]
+pub struct SessionCache {
+    map: std::sync::Mutex<std::collections::HashMap<String, crate::store::ConnectionDoc>>,
+}
+
+impl SessionCache {
+    const MAX: usize = 50_000;
+
+    pub fn get(&self, id: &str) -> Option<crate::store::ConnectionDoc> {
+        self.map.lock().ok()?.get(id).cloned()
+    }
+
+    pub fn put(&self, doc: crate::store::ConnectionDoc) {
+        if let Ok(mut m) = self.map.lock() {
+            if m.len() >= Self::MAX {
+                m.clear();
+            }
+            m.insert(doc.connection_id.clone(), doc);
+        }
+    }
+
+    pub fn forget(&self, id: &str) {
+        if let Ok(mut m) = self.map.lock() {
+            m.remove(id);
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct App {
     pub config: Config,
@@ -28,6 +84,8 @@ pub struct App {
     pub pusher: Pusher,
     pub invoker: Invoker,
     pub experiments: Experiments,
+    pub known_users: KnownUsers,
+    pub sessions: SessionCache,
 }
 
 impl App {
@@ -42,6 +100,15 @@ impl App {
 
     pub async fn new(config: Config, sdk: &aws_config::SdkConfig) -> Result<App, BootError> {
         let client = mongodb::Client::with_uri_str(&config.mongo_uri).await?;
+        Self::with_client(config, sdk, client).await
+    }
+
+    /// With a MongoDB client built elsewhere (the benchmarks attach command monitoring).
+    pub async fn with_client(
+        config: Config,
+        sdk: &aws_config::SdkConfig,
+        client: mongodb::Client,
+    ) -> Result<App, BootError> {
         let store = Store::new(client.database(&config.mongo_db));
         if config.run_migrations {
             migrations::run_pending(&store.db).await?;
@@ -50,6 +117,8 @@ impl App {
             pusher: Pusher::new(sdk, config.ws.endpoint.as_deref()),
             invoker: Invoker::new(sdk, &config.scheduler_function),
             experiments: Experiments::new(&config.experiments),
+            known_users: KnownUsers::default(),
+            sessions: SessionCache::default(),
             store,
             config,
         })

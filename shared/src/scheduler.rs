@@ -57,6 +57,8 @@ pub struct Report {
 /// How long to keep trying to post to a connection that does not exist yet: `$connect`
 /// returns before API Gateway establishes the connection.
 const ESTABLISH_WAIT: Duration = Duration::from_secs(5);
+/// How late a message must be before the sweep delivers it.
+const OVERDUE_GRACE: Duration = Duration::from_secs(2);
 /// The longest a delivery task waits for its due time.
 const MAX_TASK_SLEEP: Duration = Duration::from_secs(10);
 
@@ -244,9 +246,11 @@ async fn heartbeat(app: &App, report: &mut Report) -> Result<()> {
     Ok(())
 }
 
-/// Undelivered messages whose time has come, for recipients who are connected.
+/// Undelivered messages whose time has come (with a grace, so deliveries in flight are not
+/// repeated), for recipients who are connected.
 async fn deliver_overdue(app: &App) -> Result<usize> {
-    let now = time::to_bson(time::now());
+    let now =
+        time::to_bson(time::now() - chrono::TimeDelta::from_std(OVERDUE_GRACE).unwrap_or_default());
     let due: Vec<bson::Document> = app
         .store
         .messages

@@ -47,14 +47,22 @@ pub async fn rename(app: &App, user: UserId, name: DisplayName) -> Result<Profil
     Ok(present(app, doc))
 }
 
-/// Whether a user exists.
+/// Whether a user exists. Users are never deleted, so a yes is remembered for the life of
+/// the process (a warm Lambda container asks the database once per user).
 pub async fn exists(app: &App, user: UserId) -> Result<bool> {
-    Ok(app
+    if app.known_users.contains(&user) {
+        return Ok(true);
+    }
+    let found = app
         .store
         .users
         .clone_with_type::<bson::Document>()
         .find_one(doc! { "_id": user.object_id() })
         .projection(doc! { "_id": 1 })
         .await?
-        .is_some())
+        .is_some();
+    if found {
+        app.known_users.insert(user);
+    }
+    Ok(found)
 }

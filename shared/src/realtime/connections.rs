@@ -57,6 +57,32 @@ pub async fn get(app: &App, id: &ConnectionId) -> Result<Option<ConnectionDoc>> 
         .await?)
 }
 
+/// The record of a chat connection, from the process's [`SessionCache`] once it is settled
+/// (live and authenticated, on the main namespace only for Socket.IO, no packet
+/// half-received).
+///
+/// [`SessionCache`]: crate::app::SessionCache
+pub async fn get_settled(app: &App, id: &ConnectionId) -> Result<Option<ConnectionDoc>> {
+    if let Some(doc) = app.sessions.get(id.as_str()) {
+        return Ok(Some(doc));
+    }
+    let doc = get(app, id).await?;
+    if let Some(d) = &doc {
+        let settled = d.live
+            && d.user_id.is_some()
+            && d.partial.is_none()
+            && match d.protocol {
+                Protocol::SocketIo => d.namespaces.len() == 1 && d.joined("/"),
+                Protocol::Json => true,
+                Protocol::Engine => false,
+            };
+        if settled {
+            app.sessions.put(d.clone());
+        }
+    }
+    Ok(doc)
+}
+
 /// Binds a Socket.IO connection to its user and records the namespace it joined.
 pub async fn join(
     app: &App,
@@ -108,6 +134,7 @@ pub async fn set_live(app: &App, id: &ConnectionId) -> Result<bool> {
 
 /// Removes a namespace from a Socket.IO connection (client DISCONNECT packet).
 pub async fn leave(app: &App, id: &ConnectionId, ns: &str) -> Result<()> {
+    app.sessions.forget(id.as_str());
     let mut update = doc! { "$pull": { "namespaces": { "ns": ns } } };
     if ns == "/" {
         update.insert("$set", doc! { "user_id": bson::Bson::Null, "live": false });
@@ -120,6 +147,7 @@ pub async fn leave(app: &App, id: &ConnectionId, ns: &str) -> Result<()> {
 }
 
 pub async fn remove(app: &App, id: &ConnectionId) -> Result<()> {
+    app.sessions.forget(id.as_str());
     app.store
         .connections
         .delete_one(doc! { "_id": id.as_str() })
@@ -176,6 +204,7 @@ pub async fn set_partial(
     id: &ConnectionId,
     partial: Option<&PartialPacket>,
 ) -> Result<()> {
+    app.sessions.forget(id.as_str());
     app.store
         .connections
         .update_one(

@@ -15,8 +15,9 @@ use crate::app::App;
 use crate::chat::{self, NewMessage};
 use crate::domain::{ClientMsgId, ConnectionId, MessageId, MessageText, UserId};
 use crate::error::{ChatError, InputError, Result};
+use crate::realtime::connections;
 use crate::realtime::events::ServerEvent;
-use crate::realtime::fanout::{self, Due};
+use crate::realtime::fanout;
 use crate::scheduler::Task;
 use crate::store::Protocol;
 use crate::time;
@@ -99,23 +100,57 @@ impl Sent {
     /// Echoes the message to the sender's connections and delivers it to the recipient's:
     /// at once, or after the latency illusion's delay through the scheduler. A retry of an
     /// earlier send (same `client_id`) is not fanned out again. Failures here lose nothing:
-    /// the message is stored and stays undelivered until a push succeeds.
+    /// the message is stored and stays undelivered until a push succeeds (the recipient's
+    /// next connect, or the sweep).
+    ///
+    /// Without a delay the message goes straight to the recipient's connections and is
+    /// marked delivered with one conditional update: one connections query serves the echo,
+    /// the delivery and the `delivered` notice. Frames from one connection are handled in
+    /// order, so a sender's messages reach the recipient in order.
     pub async fn fan_out(&self, app: &App) {
         if !self.created {
             return;
         }
-        let echo = ServerEvent::Message(self.event.clone());
-        if let Err(e) = fanout::push_to_users(app, &[self.event.from], &echo).await {
-            tracing::warn!(error = %e, "echo to sender failed");
+        if let Err(e) = self.fan_out_inner(app).await {
+            tracing::warn!(error = %e, "fan-out failed; the message stays undelivered until a push succeeds");
         }
-        let to = self.event.to;
+    }
+
+    async fn fan_out_inner(&self, app: &App) -> Result<()> {
+        let (from, to) = (self.event.from, self.event.to);
+        let conns = connections::of_users(app, &[from, to]).await?;
+        let (senders, recipients): (Vec<_>, Vec<_>) =
+            conns.into_iter().partition(|c| c.user() == Some(from));
+        let message = ServerEvent::Message(self.event.clone());
         match self.delay {
             None => {
-                if let Err(e) = fanout::deliver_pending(app, to, Due::Now).await {
-                    tracing::warn!(error = %e, "delivery failed; the sweep will retry");
+                let (_, took) = futures::join!(
+                    fanout::push(app, &senders, &message),
+                    fanout::push(app, &recipients, &message)
+                );
+                if took.is_empty() {
+                    return Ok(());
+                }
+                let at = time::now();
+                let marked = app
+                    .store
+                    .messages
+                    .update_one(
+                        doc! { "_id": self.event.message_id.object_id(), "delivered_at": bson::Bson::Null },
+                        doc! { "$set": { "delivered_at": time::to_bson(at) } },
+                    )
+                    .await?;
+                if marked.modified_count == 1 {
+                    let delivered = ServerEvent::Delivered(DeliveredEvent {
+                        message_id: self.event.message_id,
+                        to,
+                        delivered_at: at,
+                    });
+                    fanout::push(app, &senders, &delivered).await;
                 }
             }
             Some(delay) => {
+                fanout::push(app, &senders, &message).await;
                 let task = Task::Deliver {
                     user: to,
                     not_before_ms: self.event.created_at.timestamp_millis()
@@ -126,6 +161,7 @@ impl Sent {
                 }
             }
         }
+        Ok(())
     }
 }
 

@@ -144,7 +144,7 @@ pub async fn on_default(
     async {
         let id = connection_id(&event)?;
         let frame = Frame::of(&event);
-        let Some(conn) = connections::get(app, &id).await? else {
+        let Some(conn) = connections::get_settled(app, &id).await? else {
             // No record: the connection is unknown to us (expired, or never registered).
             tracing::warn!("frame from an unknown connection; closing it");
             let _ = app.pusher.close(&id).await;
@@ -198,7 +198,7 @@ pub async fn on_action(
     let span = span(&event);
     async {
         let id = connection_id(&event)?;
-        let conn = connections::get(app, &id).await?;
+        let conn = connections::get_settled(app, &id).await?;
         let Some(user) = conn.as_ref().and_then(ConnectionDoc::user) else {
             let e = Error::Auth(AuthError::Unauthorized);
             let _ = fanout::post_frame(

@@ -7,6 +7,7 @@ mod clients;
 mod conformance;
 mod experiments;
 mod handlers;
+mod load;
 mod migrations_runner;
 mod realtime;
 mod rest;

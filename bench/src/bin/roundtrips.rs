@@ -1,0 +1,126 @@
+//! `bench-roundtrips`: MongoDB round trips per delivered message on the hot path, counted
+//! with the driver's command monitoring. Starts a local gateway in-process (experiments
+//! off, schedule out of the way) on `MONGO_URI`, logs in two users over REST, connects both
+//! with the Socket.IO protocol, warms up, then sends messages one at a time (each waits for
+//! its `message` at the recipient and `delivered` at the sender) and divides the commands
+//! the server issued by the messages delivered. Prints a JSON report.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use futures::{SinkExt, StreamExt};
+use mongodb::event::EventHandler;
+use mongodb::event::command::CommandEvent;
+use mongodb::options::ClientOptions;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+type Counts = Arc<Mutex<BTreeMap<String, u64>>>;
+
+async fn wait_event(ws: &mut chat_load::Ws, name: &str) -> anyhow::Result<Value> {
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .context("timed out")?
+            .context("closed")??;
+        let Message::Text(t) = frame else { continue };
+        if t.as_str() == "2" {
+            ws.send(Message::Text("3".into())).await?;
+            continue;
+        }
+        if let Some(body) = t.as_str().strip_prefix("42") {
+            let v: Vec<Value> = serde_json::from_str(body)?;
+            if v.first().and_then(Value::as_str) == Some(name) {
+                return Ok(v.get(1).cloned().unwrap_or(Value::Null));
+            }
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let uri = std::env::var("MONGO_URI").context("set MONGO_URI")?;
+    let n: usize = std::env::var("MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let counts: Counts = Arc::default();
+    let mut opts = ClientOptions::parse(&uri).await?;
+    let sink = counts.clone();
+    opts.command_event_handler = Some(EventHandler::callback(move |ev: CommandEvent| {
+        if let CommandEvent::Started(s) = ev {
+            if let Ok(mut c) = sink.lock() {
+                *c.entry(s.command_name).or_default() += 1;
+            }
+        }
+    }));
+    let client = mongodb::Client::with_options(opts)?;
+    let db = format!("bench_rt_{}", rand::random::<u32>());
+    let vars = [
+        ("MONGO_URI", uri.as_str()),
+        ("MONGO_DB", db.as_str()),
+        ("RUN_MIGRATIONS", "1"),
+        ("CHAT_EXPERIMENTS", "off"),
+    ];
+    let config = shared::config::Config::from_lookup(|k| {
+        vars.iter()
+            .find(|(key, _)| *key == k)
+            .map(|(_, v)| (*v).to_owned())
+    })?;
+    let mut options = local_gateway::Options::local(config);
+    options.port = 0;
+    options.schedule_every = Duration::from_secs(3600);
+    options.mongo_client = Some(client.clone());
+    let gw = local_gateway::start(options).await?;
+    let http = reqwest::Client::new();
+    let base = gw.http_url();
+    let a = chat_load::login(&http, &base).await?;
+    let b = chat_load::login(&http, &base).await?;
+    let url = format!("{}/socket.io/", gw.ws_url());
+    let mut sa = chat_load::connect_socket(&url, &a.token).await?;
+    let mut sb = chat_load::connect_socket(&url, &b.token).await?;
+    wait_event(&mut sa, "system").await?;
+    wait_event(&mut sb, "system").await?;
+
+    let send = async |sa: &mut chat_load::Ws,
+                      sb: &mut chat_load::Ws,
+                      i: usize|
+           -> anyhow::Result<()> {
+        let frame = json!(["send_message", { "to": b.user_id, "text": format!("rt {i}"), "client_id": format!("rt-{i}") }]);
+        sa.send(Message::Text(format!("42{frame}").into())).await?;
+        let got = wait_event(sb, "message").await?;
+        if got["client_id"] != format!("rt-{i}") {
+            bail!("out of order: {got}");
+        }
+        wait_event(sa, "message").await?;
+        wait_event(sa, "delivered").await?;
+        Ok(())
+    };
+    for i in 0..10 {
+        send(&mut sa, &mut sb, i).await?;
+    }
+    counts
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?
+        .clear();
+    for i in 10..10 + n {
+        send(&mut sa, &mut sb, i).await?;
+    }
+    let by_command = counts
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?
+        .clone();
+    let total: u64 = by_command.values().sum();
+    let report = json!({
+        "messages_delivered": n,
+        "mongo_commands": total,
+        "round_trips_per_delivered_message": total as f64 / n as f64,
+        "by_command": by_command.iter().map(|(k, v)| (k.clone(), json!(*v as f64 / n as f64))).collect::<serde_json::Map<_, _>>(),
+    });
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    client.database(&db).drop().await?;
+    gw.stop().await;
+    Ok(())
+}
