@@ -50,10 +50,10 @@ async fn main() -> anyhow::Result<()> {
     let mut opts = ClientOptions::parse(&uri).await?;
     let sink = counts.clone();
     opts.command_event_handler = Some(EventHandler::callback(move |ev: CommandEvent| {
-        if let CommandEvent::Started(s) = ev {
-            if let Ok(mut c) = sink.lock() {
-                *c.entry(s.command_name).or_default() += 1;
-            }
+        if let CommandEvent::Started(s) = ev
+            && let Ok(mut c) = sink.lock()
+        {
+            *c.entry(s.command_name).or_default() += 1;
         }
     }));
     let client = mongodb::Client::with_options(opts)?;
