@@ -12,7 +12,7 @@ export SAM_CLI_TELEMETRY := 0
 NODE_DIR := tests/node
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: dev test conformance lint-template package watch-smoke tools db-tool client-tools deploy-tools migrate status clean-data
+.PHONY: dev test bench conformance lint-template package watch-smoke tools db-tool client-tools deploy-tools migrate status clean-data
 
 ## dev: start secantusd-rs (data in .data/, unless MONGO_URI is set), migrate, serve on :8000
 dev: db-tool
@@ -24,6 +24,10 @@ test: db-tool client-tools lint-template
 	cargo clippy --workspace --all-targets -- -D warnings
 	SECANTUSD=$(SECANTUSD) CHAT_VENV=$(VENV) cargo test --workspace
 	scripts/watch-smoke.sh
+
+## bench: release builds, chat-load at 100 and 1,000 connections, round trips, cold starts -> BENCHMARKS.md
+bench: db-tool
+	scripts/bench.sh
 
 ## conformance: the Engine.IO/Socket.IO protocol conformance server on localhost:3000
 conformance: db-tool

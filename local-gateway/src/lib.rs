@@ -135,6 +135,7 @@ impl Gateway {
 /// The SDK settings the in-process functions use: every AWS call goes to this gateway.
 pub async fn sdk_config(addr: SocketAddr) -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(shared::app::sdk_http_client())
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_lambda::config::Credentials::new(
             "local",

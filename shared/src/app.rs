@@ -11,6 +11,14 @@ use crate::invoke::Invoker;
 use crate::push::Pusher;
 use crate::store::Store;
 
+/// The HTTP client every AWS SDK client uses: rustls with ring.
+pub fn sdk_http_client() -> aws_sdk_lambda::config::SharedHttpClient {
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https()
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum BootError {
     #[error("bad configuration")]
@@ -92,7 +100,10 @@ impl App {
     /// Cold start inside Lambda: environment, default AWS credentials chain.
     pub async fn from_env() -> Result<&'static App, BootError> {
         let config = Config::from_env()?;
-        let sdk = aws_config::load_from_env().await;
+        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(sdk_http_client())
+            .load()
+            .await;
         let app = Self::new(config, &sdk).await?;
         // One App per process, alive as long as the process: handlers borrow it for 'static.
         Ok(Box::leak(Box::new(app)))

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# `make bench`: release builds, then chat-load against the local gateway (experiments off) at
+# 100 and 1,000 connections, MongoDB round trips per delivered message, and each function's
+# cold start and binary size. Writes bench/out/*.json and BENCHMARKS.md. Loopback only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=bench/out
+mkdir -p "$out"
+fns=()
+for f in functions/*/; do fns+=(-p "$(basename "$f")"); done
+
+echo "== release build (functions, gateway, benchmark tools)"
+start=$(date +%s)
+cargo build --release -p local-gateway -p chat-bench "${fns[@]}"
+echo "built in $(( $(date +%s) - start )) s"
+
+work=$(mktemp -d)
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+db_port=$(free_port)
+gw_port=$(free_port)
+.tools/bin/secantusd-rs --port "$db_port" --storage-path "$work/db" --log-file-max 64MB > "$work/db.log" 2>&1 &
+db_pid=$!
+gw_pid=
+cleanup() {
+  [ -n "$gw_pid" ] && kill "$gw_pid" 2>/dev/null && wait "$gw_pid" 2>/dev/null
+  kill "$db_pid" 2>/dev/null; wait "$db_pid" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+for _ in $(seq 1 100); do grep -q "listening on" "$work/db.log" && break; sleep 0.1; done
+export MONGO_URI="mongodb://127.0.0.1:${db_port}/?directConnection=true"
+
+start_gateway() {
+  MONGO_DB="bench_$1" RUN_MIGRATIONS=1 CHAT_EXPERIMENTS=off PORT="$gw_port" RUST_LOG=warn \
+    PING_INTERVAL_MS=25000 PING_TIMEOUT_MS=20000 SCHEDULE_EVERY_MS=5000 \
+    target/release/local-gateway > "$work/gw-$1.log" 2>&1 &
+  gw_pid=$!
+  for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:${gw_port}/" && break; sleep 0.1; done
+}
+stop_gateway() { kill "$gw_pid" 2>/dev/null; wait "$gw_pid" 2>/dev/null || true; gw_pid=; }
+
+load() {
+  local name=$1; shift
+  echo "== chat-load $name: $*"
+  start_gateway "$name"
+  target/release/chat-load --http "http://127.0.0.1:${gw_port}" --ws "ws://127.0.0.1:${gw_port}/socket.io/" \
+    --duration 300 --json "$out/load-$name.json" "$@" || echo "chat-load $name reported loss, duplicates, reordering or errors"
+  stop_gateway
+}
+load 100-paced --users 100 --messages 50 --rate 5
+load 100-flat --users 100 --messages 50
+load 1000-paced --users 1000 --messages 20 --rate 1
+load 1000-flat --users 1000 --messages 20
+
+echo "== MongoDB round trips per delivered message"
+MESSAGES=300 target/release/bench-roundtrips | tee "$out/roundtrips.json"
+
+echo "== cold starts"
+MONGO_DB=bench_coldstart target/release/migrate up > /dev/null
+target/release/bench-coldstart --bin-dir target/release --runs 9 --json "$out/coldstart.json"
+
+python3 scripts/bench_report.py "$out" > BENCHMARKS.md
+echo "wrote BENCHMARKS.md"

@@ -1,0 +1,78 @@
+"""Turns bench/out/*.json into BENCHMARKS.md (called by scripts/bench.sh)."""
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+out = Path(sys.argv[1])
+
+
+def load(name):
+    p = out / name
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+def sh(cmd):
+    try:
+        return subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=30).stdout.strip()
+    except Exception:
+        return ""
+
+
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
+mem_kb = next(int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemTotal"))
+secantus = sh(".tools/bin/secantusd-rs --version") or "secantusd-rs"
+rustc = sh("rustc --version")
+commit = sh("git rev-parse --short HEAD")
+
+print("# Benchmarks\n")
+print("Measured by `make bench` (scripts/bench.sh), which writes this file. Reproduce with `make bench`.\n")
+print(f"- Machine: {os.cpu_count()} cores ({cpu}), {mem_kb / 1048576:.0f} GiB memory, {platform.system()} {platform.release()}")
+print(f"- Database: {secantus} (SecantusDB, MongoDB-compatible, WiredTiger), on the same machine")
+print(f"- Build: release profile (`lto = true`, `codegen-units = 1`, `opt-level = \"s\"`, `panic = \"abort\"`), {rustc}, commit {commit}")
+print("- Server: the local gateway (`make dev`'s stack) with `CHAT_EXPERIMENTS=off`, pingInterval 25 s, everything on loopback; the gateway, the functions (in-process), the database and the load generator share the 2 cores.\n")
+
+print("## Load: chat-load against the local gateway\n")
+print("`chat-load` logs every user in over REST, connects each with the Socket.IO protocol (websocket, `auth: {token}`), pairs them into conversations and sends `send_message`; latency is from the sender's emit to the recipient's `message`.\n")
+print("| run | connections | messages | rate per user | connect all | delivered/s | p50 ms | p90 ms | p99 ms | max ms | lost | dup | reordered | errors |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+for name in ["100-paced", "100-flat", "1000-paced", "1000-flat"]:
+    r = load(f"load-{name}.json")
+    if not r:
+        print(f"| {name} | (not run) |||||||||||||")
+        continue
+    l = r["latency"]
+    rate = f"{r['target_rate_per_user']}/s" if r["target_rate_per_user"] else "flat out"
+    print(f"| {name} | {r['connections']} | {r['sent']} | {rate} | {r['connect_all_seconds']:.2f} s | {r['delivered_per_second']:.0f} | {l['p50_ms']:.1f} | {l['p90_ms']:.1f} | {l['p99_ms']:.1f} | {l['max_ms']:.1f} | {r['lost']} | {r['duplicated']} | {r['reordered']} | {r['errors']} |")
+print()
+print("Commands: `chat-load --users 100 --messages 50 --rate 5`, `--users 100 --messages 50`, `--users 1000 --messages 20 --rate 1`, `--users 1000 --messages 20` (each against a fresh database and gateway).\n")
+
+rt = load("roundtrips.json")
+print("## MongoDB round trips per delivered message\n")
+if rt:
+    print(f"{rt['round_trips_per_delivered_message']:.2f} commands per delivered message over {rt['messages_delivered']} messages (target: at most 2), counted with the driver's command monitoring on the server side of a Socket.IO `send_message` → recipient `message` → sender `delivered`, after warm-up:\n")
+    print("| command | per message |")
+    print("|---|---|")
+    for k, v in rt["by_command"].items():
+        print(f"| {k} | {v:.2f} |")
+    print()
+    print("What they are: the `insert` that stores the message (before any push, so nothing is lost), the `find` of the sender's and recipient's live connections (one query for the echo, the delivery and the `delivered` notice), and the conditional `update` that sets `delivered_at` once a push succeeded. The connection record of the sending socket and the recipient's existence are served from the warm process's caches. Reaching 2 would mean marking `delivered_at` before pushing, which a crash between the write and the push would turn into a message marked delivered that no device got; that trade was not taken.\n")
+else:
+    print("(not run)\n")
+
+cs = load("coldstart.json")
+print("## Cold start and binary size per function\n")
+print("Cold start: process start to the first response served, running the release binary (x86_64, this machine) against a minimal Lambda runtime API on loopback, with a representative first event (median of 9 runs; first database connection included where the event needs the database). Size: the same x86_64 release binary; `make package` prints the arm64 `bootstrap` sizes that deploy (targets: cold start ≤ 25 ms, bootstrap ≤ 8 MB).\n")
+arm = {}
+for f in Path("target/lambda").glob("*/bootstrap"):
+    arm[f.parent.name] = f.stat().st_size
+print("| function | cold start median ms | runs min–max ms | x86_64 binary MB | arm64 bootstrap MB |")
+print("|---|---|---|---|---|")
+if cs:
+    for row in cs:
+        runs = row["runs_ms"]
+        a = arm.get(row["function"])
+        print(f"| {row['function']} | {row['median_ms']:.1f} | {min(runs):.0f}–{max(runs):.0f} | {row['binary_bytes'] / 1048576:.2f} | {a / 1048576:.2f} |" if a else f"| {row['function']} | {row['median_ms']:.1f} | {min(runs):.0f}–{max(runs):.0f} | {row['binary_bytes'] / 1048576:.2f} | (run `make package`) |")
+print()
