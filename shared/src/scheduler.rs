@@ -208,7 +208,9 @@ async fn heartbeat(app: &App, report: &mut Report) -> Result<()> {
             continue;
         }
         let silent = millis(c.last_seen) > silent_limit;
-        let never_connected = c.namespaces.is_empty()
+        // Socket.IO's connect timeout: a session that never joined a namespace in time.
+        let never_connected = c.protocol == Protocol::SocketIo
+            && !c.joined_once
             && millis(c.connected_at) > ws.connect_timeout.as_millis() as i64;
         if silent || never_connected {
             drop.push(id);

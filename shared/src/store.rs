@@ -120,6 +120,12 @@ pub struct ConnectionDoc {
     /// so nothing overtakes them, and never before API Gateway established the connection.
     #[serde(default)]
     pub live: bool,
+    /// Whether a Socket.IO CONNECT ever succeeded (the connect timeout only applies before).
+    #[serde(default)]
+    pub joined_once: bool,
+    /// Server-to-client emits that asked for an ack so far (the last ack id used).
+    #[serde(default)]
+    pub acks_sent: i64,
     /// A binary packet waiting for attachments (only where the transport carries binary).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partial: Option<PartialPacket>,

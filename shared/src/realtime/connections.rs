@@ -36,6 +36,8 @@ pub async fn register(
         last_ping: None,
         opened: false,
         live: false,
+        joined_once: false,
+        acks_sent: 0,
         partial: None,
         expires_at: time::to_bson(
             now + chrono::TimeDelta::from_std(MAX_CONNECTION_AGE).unwrap_or_default(),
@@ -92,7 +94,7 @@ pub async fn join(
     sid: &str,
 ) -> Result<bool> {
     let join = doc! { "ns": ns, "sid": sid };
-    let mut set = doc! {};
+    let mut set = doc! { "joined_once": true };
     if let Some(u) = user {
         set.insert("user_id", u.object_id());
     }
@@ -130,6 +132,20 @@ pub async fn set_live(app: &App, id: &ConnectionId) -> Result<bool> {
         )
         .await?;
     Ok(res.matched_count == 1)
+}
+
+/// The next id for a server emit that expects an ack (1, 2, … per connection).
+pub async fn next_ack_id(app: &App, id: &ConnectionId) -> Result<i64> {
+    let doc = app
+        .store
+        .connections
+        .find_one_and_update(
+            doc! { "_id": id.as_str() },
+            doc! { "$inc": { "acks_sent": 1 } },
+        )
+        .return_document(mongodb::options::ReturnDocument::After)
+        .await?;
+    Ok(doc.map_or(1, |d| d.acks_sent))
 }
 
 /// Removes a namespace from a Socket.IO connection (client DISCONNECT packet).

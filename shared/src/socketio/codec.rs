@@ -121,11 +121,12 @@ pub enum ClientPacket {
         ack: Option<i64>,
         attachments: Vec<Bytes>,
     },
-    /// `3[/ns,]id[...args]`: the client acknowledging a server emit.
+    /// `3[/ns,]id[...args]` (or `6<n>-...`): the client acknowledging a server emit.
     Ack {
         ns: String,
         id: i64,
         args: Vec<Value>,
+        attachments: Vec<Bytes>,
     },
 }
 
@@ -223,12 +224,23 @@ fn convert(packet: Packet) -> Result<ClientPacket, ProtocolError> {
                 attachments,
             })
         }
-        PacketData::EventAck(data, id) | PacketData::BinaryAck(data, id) => match json_of(&data)? {
-            Value::Array(args) => Ok(ClientPacket::Ack { ns, id, args }),
-            _ => Err(ProtocolError::Malformed(
-                "ACK payload must be an array".into(),
-            )),
-        },
+        PacketData::EventAck(data, id) | PacketData::BinaryAck(data, id) => {
+            let attachments: Vec<Bytes> = match &data {
+                SioValue::Str(_, Some(bins)) => bins.iter().cloned().collect(),
+                _ => Vec::new(),
+            };
+            match json_of(&data)? {
+                Value::Array(args) => Ok(ClientPacket::Ack {
+                    ns,
+                    id,
+                    args,
+                    attachments,
+                }),
+                _ => Err(ProtocolError::Malformed(
+                    "ACK payload must be an array".into(),
+                )),
+            }
+        }
         PacketData::ConnectError(_) => Err(ProtocolError::Malformed(
             "clients cannot send CONNECT_ERROR".into(),
         )),
@@ -451,7 +463,8 @@ mod tests {
             Ok(ClientPacket::Ack {
                 ns: "/".into(),
                 id: 1,
-                args: vec![json!("ok")]
+                args: vec![json!("ok")],
+                attachments: vec![],
             })
         );
     }

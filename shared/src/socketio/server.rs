@@ -175,6 +175,15 @@ pub struct Event {
     pub attachments: Vec<Bytes>,
 }
 
+/// A client's acknowledgement of a server emit.
+#[derive(Debug, Clone)]
+pub struct Ack {
+    pub ns: String,
+    pub id: i64,
+    pub args: Vec<Value>,
+    pub attachments: Vec<Bytes>,
+}
+
 /// A Socket.IO application.
 pub trait SocketApp: Sync {
     /// Whether the namespace exists (else CONNECT gets `Invalid namespace`).
@@ -203,6 +212,15 @@ pub trait SocketApp: Sync {
         session: &Session,
         event: Event,
     ) -> impl Future<Output = Result<()>> + Send;
+    /// A client's ack of a server emit that asked for one (ignored unless overridden).
+    fn ack(
+        &self,
+        _app: &App,
+        _session: &Session,
+        _ack: Ack,
+    ) -> impl Future<Output = Result<()>> + Send {
+        async { Ok(()) }
+    }
 }
 
 /// A [`SocketApp`] served over Engine.IO.
@@ -312,21 +330,30 @@ impl<A: SocketApp> SocketIo<'_, A> {
                 };
                 Box::pin(self.0.connected(app, &session, &ns, auth)).await
             }
-            ClientPacket::Disconnect { ns } => {
-                connections::leave(app, id, &ns).await?;
-                let left: Vec<&str> = conn
-                    .namespaces
-                    .iter()
-                    .map(|j| j.ns.as_str())
-                    .filter(|n| *n != ns)
-                    .collect();
-                if left.is_empty() {
-                    // No namespace left: the reference server closes the Engine.IO session.
-                    close(app, id).await?;
+            // The Engine.IO session outlives its namespaces, as with the reference server:
+            // pings go on and the client may CONNECT again.
+            ClientPacket::Disconnect { ns } => connections::leave(app, id, &ns).await,
+            ClientPacket::Ack {
+                ns,
+                id: ack_id,
+                args,
+                attachments,
+            } => {
+                if !conn.joined(&ns) {
+                    return Ok(());
                 }
-                Ok(())
+                let session = Session {
+                    id: id.clone(),
+                    user: conn.user(),
+                };
+                let ack = Ack {
+                    ns,
+                    id: ack_id,
+                    args,
+                    attachments,
+                };
+                Box::pin(self.0.ack(app, &session, ack)).await
             }
-            ClientPacket::Ack { .. } => Ok(()),
             ClientPacket::Event {
                 ns,
                 name,

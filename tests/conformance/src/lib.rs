@@ -9,7 +9,9 @@
 //! - `/engine.io/`: a bare Engine.IO server that echoes every message (text and binary);
 //! - `/socket.io/`: namespaces `/` and `/custom` (others refused); on connect it emits
 //!   `auth` with the handshake's auth payload; it echoes `message` as `message-back` and
-//!   acknowledges `message-with-ack` with its arguments, binary attachments included.
+//!   acknowledges `message-with-ack` with its arguments; `emit-with-ack` is emitted back
+//!   asking for an ack, and the ack's arguments are emitted again as `emit-with-ack`;
+//!   binary attachments included everywhere.
 //!
 //! Only the websocket transport exists (API Gateway has no long-polling). Binary frames,
 //! which API Gateway refuses, are let through by this local gateway for these two APIs.
@@ -25,7 +27,7 @@ use shared::domain::ConnectionId;
 use shared::realtime::{connections, fanout};
 use shared::socketio::codec;
 use shared::socketio::server::{
-    self, Authorized, EngineApp, Event, Frame, Session, SocketApp, SocketIo,
+    self, Ack, Authorized, EngineApp, Event, Frame, Session, SocketApp, SocketIo,
 };
 use shared::store::{ConnectionDoc, Protocol};
 use shared::{App, Result};
@@ -105,8 +107,25 @@ impl SocketApp for SuiteSocket {
                     codec::binary_ack(&event.ns, id, &event.args, &event.attachments);
                 server::post_with_attachments(app, &session.id, text, bins).await
             }
+            ("emit-with-ack", _) => {
+                let ack_id = connections::next_ack_id(app, &session.id).await?;
+                let (text, bins) = codec::binary_event(
+                    &event.ns,
+                    "emit-with-ack",
+                    &event.args,
+                    &event.attachments,
+                    Some(ack_id),
+                );
+                server::post_with_attachments(app, &session.id, text, bins).await
+            }
             _ => Ok(()),
         }
+    }
+
+    async fn ack(&self, app: &App, session: &Session, ack: Ack) -> Result<()> {
+        let (text, bins) =
+            codec::binary_event(&ack.ns, "emit-with-ack", &ack.args, &ack.attachments, None);
+        server::post_with_attachments(app, &session.id, text, bins).await
     }
 }
 

@@ -27,10 +27,14 @@ async fn open(gw: &Gateway, path: &str) -> (RawWs, Value) {
     (ws, serde_json::from_str(&first[1..]).unwrap())
 }
 
-/// The next frame that is not an Engine.IO ping (pings are answered).
+/// The next frame that is not an Engine.IO ping (pings are answered), within `WAIT`.
 async fn next(ws: &mut RawWs) -> Frame {
+    let deadline = Instant::now() + WAIT;
     loop {
-        match ws.next(WAIT).await {
+        match ws
+            .next(deadline.saturating_duration_since(Instant::now()))
+            .await
+        {
             Frame::Text(t) if t == "2" => ws.send("3").await,
             other => return other,
         }
@@ -237,11 +241,14 @@ async fn socket_refuses_unknown_namespaces_and_invalid_handshakes() {
 #[tokio::test]
 async fn socket_disconnects() {
     let gw = server().await;
+    // Leaving the main namespace keeps the Engine.IO session: the next frame is a ping.
     let mut ws = sio(&gw).await;
     ws.send("41").await;
-    ws.closed(WAIT).await;
+    assert_eq!(ws.text(WAIT).await, "2");
 
     let mut ws = sio(&gw).await;
+    assert_eq!(ws.text(WAIT).await, "2"); // the first ping
+    ws.send("3").await;
     ws.send("40/custom").await;
     assert!(text(&mut ws).await.starts_with("40/custom,"));
     assert_eq!(text(&mut ws).await, r#"42/custom,["auth",{}]"#);
@@ -272,7 +279,7 @@ async fn socket_messages_and_acks() {
 async fn socket_binary_attachments_with_and_without_ack() {
     let gw = server().await;
     let mut ws = sio(&gw).await;
-    let placeholders = r#"{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}"#;
+    let placeholders = r#"1,{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}"#;
     ws.send(&format!(r#"452-["message",{placeholders}]"#)).await;
     ws.send_message(Message::Binary(vec![1, 2, 3].into()))
         .await
@@ -296,6 +303,51 @@ async fn socket_binary_attachments_with_and_without_ack() {
         .await
         .unwrap();
     assert_eq!(text(&mut ws).await, format!(r#"462-789[{placeholders}]"#));
+    assert_eq!(next(&mut ws).await, Frame::Binary(vec![1, 2, 3]));
+    assert_eq!(next(&mut ws).await, Frame::Binary(vec![4, 5, 6]));
+}
+
+#[tokio::test]
+async fn socket_server_emits_that_expect_acks() {
+    let gw = server().await;
+    let mut ws = sio(&gw).await;
+    ws.send(r#"42["emit-with-ack",1,"2",{"3":[true]}]"#).await;
+    assert_eq!(
+        text(&mut ws).await,
+        r#"421["emit-with-ack",1,"2",{"3":[true]}]"#
+    );
+    ws.send(r#"431[1,"2",{"3":[true]}]"#).await;
+    assert_eq!(
+        text(&mut ws).await,
+        r#"42["emit-with-ack",1,"2",{"3":[true]}]"#
+    );
+
+    let data = r#"{"_placeholder":true,"num":0},{"_placeholder":true,"num":1},"test""#;
+    let mut ws = sio(&gw).await;
+    ws.send(&format!(r#"452-["emit-with-ack",{data}]"#)).await;
+    ws.send_message(Message::Binary(vec![1, 2, 3].into()))
+        .await
+        .unwrap();
+    ws.send_message(Message::Binary(vec![4, 5, 6].into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        text(&mut ws).await,
+        format!(r#"452-1["emit-with-ack",{data}]"#)
+    );
+    assert_eq!(next(&mut ws).await, Frame::Binary(vec![1, 2, 3]));
+    assert_eq!(next(&mut ws).await, Frame::Binary(vec![4, 5, 6]));
+    ws.send(&format!("462-1[{data}]")).await;
+    ws.send_message(Message::Binary(vec![1, 2, 3].into()))
+        .await
+        .unwrap();
+    ws.send_message(Message::Binary(vec![4, 5, 6].into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        text(&mut ws).await,
+        format!(r#"452-["emit-with-ack",{data}]"#)
+    );
     assert_eq!(next(&mut ws).await, Frame::Binary(vec![1, 2, 3]));
     assert_eq!(next(&mut ws).await, Frame::Binary(vec![4, 5, 6]));
 }
