@@ -11,7 +11,7 @@ for f in functions/*/; do fns+=(-p "$(basename "$f")"); done
 
 echo "== release build (functions, gateway, benchmark tools)"
 start=$(date +%s)
-cargo build --release -p local-gateway -p chat-bench "${fns[@]}"
+cargo build --release -p local-gateway -p chat-bench -p chat-migrations "${fns[@]}"
 echo "built in $(( $(date +%s) - start )) s"
 
 work=$(mktemp -d)
@@ -49,6 +49,7 @@ load() {
 }
 load 100-paced --users 100 --messages 50 --rate 5
 load 100-flat --users 100 --messages 50
+load 1000-light --users 1000 --messages 10 --rate 0.2
 load 1000-paced --users 1000 --messages 20 --rate 1
 load 1000-flat --users 1000 --messages 20
 

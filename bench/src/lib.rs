@@ -395,7 +395,10 @@ pub async fn run(cfg: &LoadConfig, progress: Arc<Progress>) -> anyhow::Result<Re
             .filter(|r| *r > 0.0)
             .map(|r| Duration::from_secs_f64(1.0 / r));
         async move {
-            let mut next = Instant::now();
+            // Each sender starts at a random phase of its period, so a paced run offers a
+            // steady load instead of every user sending in the same instant.
+            let mut next =
+                Instant::now() + gap.map_or(Duration::ZERO, |g| g.mul_f64(rand::random::<f64>()));
             for seq in 0..messages {
                 if Instant::now() > deadline {
                     break;

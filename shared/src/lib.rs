@@ -25,6 +25,7 @@ pub mod store;
 pub mod telemetry;
 pub mod time;
 pub mod users;
+pub mod ws_event;
 
 pub use app::App;
 pub use error::{Error, Result};

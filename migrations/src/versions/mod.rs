@@ -1,6 +1,33 @@
 //! The migrations themselves, one module each, listed in order in [`ALL`].
 
+use bson::Document;
+use mongodb::IndexModel;
+use mongodb::options::IndexOptions;
+
 use super::Migration;
+
+fn index(keys: Document, options: IndexOptions) -> IndexModel {
+    IndexModel::builder().keys(keys).options(options).build()
+}
+
+fn named(name: &str) -> IndexOptions {
+    IndexOptions::builder().name(name.to_owned()).build()
+}
+
+fn unique(name: &str) -> IndexOptions {
+    IndexOptions::builder()
+        .name(name.to_owned())
+        .unique(true)
+        .build()
+}
+
+/// A TTL index: documents go once the indexed date has passed.
+fn ttl(name: &str) -> IndexOptions {
+    IndexOptions::builder()
+        .name(name.to_owned())
+        .expire_after(std::time::Duration::ZERO)
+        .build()
+}
 
 mod v001_initial_indexes;
 mod v002_realtime_indexes;

@@ -3,27 +3,12 @@
 
 use bson::{Document, doc};
 use futures::future::BoxFuture;
-use mongodb::{Database, IndexModel, options::IndexOptions};
+use mongodb::{Database, options::IndexOptions};
+
+use super::{index, named, ttl, unique};
 
 pub(crate) fn up(db: Database) -> BoxFuture<'static, mongodb::error::Result<()>> {
     Box::pin(async move {
-        let unique = |name: &str| {
-            IndexOptions::builder()
-                .name(name.to_owned())
-                .unique(true)
-                .build()
-        };
-        let named = |name: &str| IndexOptions::builder().name(name.to_owned()).build();
-        let ttl = |name: &str| {
-            IndexOptions::builder()
-                .name(name.to_owned())
-                .expire_after(std::time::Duration::ZERO)
-                .build()
-        };
-        let index = |keys: Document, options: IndexOptions| {
-            IndexModel::builder().keys(keys).options(options).build()
-        };
-
         db.collection::<Document>("users")
             .create_index(index(doc! { "mobile": 1 }, unique("mobile_unique")))
             .await?;

@@ -4,20 +4,12 @@
 
 use bson::{Document, doc};
 use futures::future::BoxFuture;
-use mongodb::{Database, IndexModel, options::IndexOptions};
+use mongodb::Database;
+
+use super::{index, named, ttl};
 
 pub(crate) fn up(db: Database) -> BoxFuture<'static, mongodb::error::Result<()>> {
     Box::pin(async move {
-        let named = |name: &str| IndexOptions::builder().name(name.to_owned()).build();
-        let ttl = |name: &str| {
-            IndexOptions::builder()
-                .name(name.to_owned())
-                .expire_after(std::time::Duration::ZERO)
-                .build()
-        };
-        let index = |keys: Document, options: IndexOptions| {
-            IndexModel::builder().keys(keys).options(options).build()
-        };
         let connections = db.collection::<Document>("connections");
         connections
             .create_index(index(doc! { "user_id": 1 }, named("user")))

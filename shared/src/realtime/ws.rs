@@ -7,8 +7,6 @@
 //! the connection's protocol.
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
-use aws_lambda_events::encodings::Body;
-use base64::Engine as _;
 use serde_json::Value;
 use tracing::Instrument;
 
@@ -24,6 +22,7 @@ use crate::scheduler::Task;
 use crate::socketio;
 use crate::socketio::server::{self, Authorized, Event, Frame, Session, SocketApp, SocketIo};
 use crate::store::{ConnectionDoc, Protocol};
+use crate::ws_event::{body_text, connection_id, ok, response, span};
 
 /// The plain-JSON routes API Gateway selects with `$request.body.action`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,48 +39,6 @@ impl Action {
             Action::Typing => "typing",
             Action::Read => "read",
         }
-    }
-}
-
-fn response(status: i64, body: Option<&str>) -> ApiGatewayProxyResponse {
-    let mut r = ApiGatewayProxyResponse::default();
-    r.status_code = status;
-    r.body = body.map(|b| Body::Text(b.to_owned()));
-    r
-}
-
-fn ok() -> ApiGatewayProxyResponse {
-    response(200, None)
-}
-
-fn connection_id(event: &ApiGatewayWebsocketProxyRequest) -> Result<ConnectionId> {
-    Ok(ConnectionId::parse(
-        event
-            .request_context
-            .connection_id
-            .as_deref()
-            .unwrap_or_default(),
-    )?)
-}
-
-fn span(event: &ApiGatewayWebsocketProxyRequest) -> tracing::Span {
-    tracing::info_span!(
-        "ws",
-        route = event.request_context.route_key.as_deref().unwrap_or(""),
-        connection = event.request_context.connection_id.as_deref().unwrap_or(""),
-    )
-}
-
-fn body_text(event: &ApiGatewayWebsocketProxyRequest) -> String {
-    let raw = event.body.clone().unwrap_or_default();
-    if event.is_base64_encoded {
-        base64::engine::general_purpose::STANDARD
-            .decode(raw.as_bytes())
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-            .unwrap_or_default()
-    } else {
-        raw
     }
 }
 

@@ -16,7 +16,6 @@
 use std::future::Future;
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
-use aws_lambda_events::encodings::Body;
 use base64::Engine as _;
 use bson::doc;
 use bytes::Bytes;
@@ -30,6 +29,7 @@ use crate::realtime::connections;
 use crate::realtime::fanout;
 use crate::scheduler::Task;
 use crate::store::{ConnectionDoc, PartialPacket, Protocol};
+use crate::ws_event::{ok, response};
 
 /// One WebSocket frame as the `$default` event carries it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,13 +53,6 @@ impl Frame {
     }
 }
 
-fn response(status: i64, body: &str) -> ApiGatewayProxyResponse {
-    let mut r = ApiGatewayProxyResponse::default();
-    r.status_code = status;
-    r.body = Some(Body::Text(body.to_owned()));
-    r
-}
-
 /// `$connect` of an Engine.IO client: `EIO=4` and the websocket transport, or the handshake
 /// is refused (400). The open packet cannot be posted from here (the connection does not
 /// exist until `$connect` returns), so the scheduler is asked to post it.
@@ -73,11 +66,11 @@ pub async fn connect(
     if query.first("EIO") != Some("4") {
         return Ok(response(
             400,
-            "only Engine.IO protocol 4 (EIO=4: Socket.IO v3/v4 clients) is supported",
+            Some("only Engine.IO protocol 4 (EIO=4: Socket.IO v3/v4 clients) is supported"),
         ));
     }
     if query.first("transport") != Some("websocket") {
-        return Ok(response(400, "use transports: [\"websocket\"]"));
+        return Ok(response(400, Some("use transports: [\"websocket\"]")));
     }
     connections::register(app, id, protocol, None, Some(random_sid())).await?;
     app.invoker
@@ -85,9 +78,7 @@ pub async fn connect(
             connection_id: id.as_str().to_owned(),
         })
         .await?;
-    let mut ok = ApiGatewayProxyResponse::default();
-    ok.status_code = 200;
-    Ok(ok)
+    Ok(ok())
 }
 
 /// What an application does with Engine.IO messages.

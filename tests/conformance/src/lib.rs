@@ -30,6 +30,7 @@ use shared::socketio::server::{
     self, Ack, Authorized, EngineApp, Event, Frame, Session, SocketApp, SocketIo,
 };
 use shared::store::{ConnectionDoc, Protocol};
+use shared::ws_event::{connection_id, ok};
 use shared::{App, Result};
 
 pub const PING_INTERVAL_MS: u64 = 300;
@@ -127,22 +128,6 @@ impl SocketApp for SuiteSocket {
             codec::binary_event(&ack.ns, "emit-with-ack", &ack.args, &ack.attachments, None);
         server::post_with_attachments(app, &session.id, text, bins).await
     }
-}
-
-fn ok() -> ApiGatewayProxyResponse {
-    let mut r = ApiGatewayProxyResponse::default();
-    r.status_code = 200;
-    r
-}
-
-fn connection_id(event: &ApiGatewayWebsocketProxyRequest) -> Result<ConnectionId> {
-    Ok(ConnectionId::parse(
-        event
-            .request_context
-            .connection_id
-            .as_deref()
-            .unwrap_or_default(),
-    )?)
 }
 
 async fn connect(

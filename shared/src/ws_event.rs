@@ -1,0 +1,56 @@
+//! API Gateway WebSocket events (payload of `$connect`, `$disconnect`, `$default` and the
+//! custom routes): the connection id, the body, the integration response, and the span
+//! each invocation runs in. The WebSocket twin of `http.rs`.
+
+use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use aws_lambda_events::encodings::Body;
+use base64::Engine as _;
+
+use crate::domain::ConnectionId;
+use crate::error::Result;
+
+/// An integration response; only `$connect`'s status matters (non-2xx refuses the handshake).
+pub fn response(status: i64, body: Option<&str>) -> ApiGatewayProxyResponse {
+    let mut r = ApiGatewayProxyResponse::default();
+    r.status_code = status;
+    r.body = body.map(|b| Body::Text(b.to_owned()));
+    r
+}
+
+pub fn ok() -> ApiGatewayProxyResponse {
+    response(200, None)
+}
+
+/// The connection the event is about.
+pub fn connection_id(event: &ApiGatewayWebsocketProxyRequest) -> Result<ConnectionId> {
+    Ok(ConnectionId::parse(
+        event
+            .request_context
+            .connection_id
+            .as_deref()
+            .unwrap_or_default(),
+    )?)
+}
+
+/// The frame's text (base64-decoded when API Gateway encoded it).
+pub fn body_text(event: &ApiGatewayWebsocketProxyRequest) -> String {
+    let raw = event.body.clone().unwrap_or_default();
+    if event.is_base64_encoded {
+        base64::engine::general_purpose::STANDARD
+            .decode(raw.as_bytes())
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .unwrap_or_default()
+    } else {
+        raw
+    }
+}
+
+/// One span per invocation, with the route and the connection.
+pub fn span(event: &ApiGatewayWebsocketProxyRequest) -> tracing::Span {
+    tracing::info_span!(
+        "ws",
+        route = event.request_context.route_key.as_deref().unwrap_or(""),
+        connection = event.request_context.connection_id.as_deref().unwrap_or(""),
+    )
+}
