@@ -14,21 +14,17 @@ start=$(date +%s)
 cargo build --release -p local-gateway -p chat-bench -p chat-migrations "${fns[@]}"
 echo "built in $(( $(date +%s) - start )) s"
 
+source scripts/throwaway-db.sh
 work=$(mktemp -d)
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-db_port=$(free_port)
 gw_port=$(free_port)
-.tools/bin/secantusd-rs --port "$db_port" --storage-path "$work/db" --log-file-max 64MB > "$work/db.log" 2>&1 &
-db_pid=$!
 gw_pid=
 cleanup() {
   [ -n "$gw_pid" ] && kill "$gw_pid" 2>/dev/null && wait "$gw_pid" 2>/dev/null
-  kill "$db_pid" 2>/dev/null; wait "$db_pid" 2>/dev/null
+  stop_db
   rm -rf "$work"
 }
 trap cleanup EXIT
-for _ in $(seq 1 100); do grep -q "listening on" "$work/db.log" && break; sleep 0.1; done
-export MONGO_URI="mongodb://127.0.0.1:${db_port}/?directConnection=true"
+start_db 64MB
 
 start_gateway() {
   MONGO_DB="bench_$1" RUN_MIGRATIONS=1 CHAT_EXPERIMENTS=off PORT="$gw_port" RUST_LOG=warn \

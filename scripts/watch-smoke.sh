@@ -5,21 +5,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.tools/deploy/bin:$PATH"
 
+source scripts/throwaway-db.sh
 work=$(mktemp -d)
-db_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-watch_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-.tools/bin/secantusd-rs --port "$db_port" --storage-path "$work/db" --log-file-max 16MB > "$work/db.log" 2>&1 &
-db_pid=$!
+watch_port=$(free_port)
 watch_pid=
 cleanup() {
   [ -n "$watch_pid" ] && kill "$watch_pid" 2>/dev/null && wait "$watch_pid" 2>/dev/null
-  kill "$db_pid" 2>/dev/null; wait "$db_pid" 2>/dev/null
+  stop_db
   rm -rf "$work"
 }
 trap cleanup EXIT
+start_db
 
-MONGO_URI="mongodb://127.0.0.1:${db_port}/?directConnection=true" \
-  cargo lambda watch -A 127.0.0.1 -P "$watch_port" --ignore-changes > "$work/watch.log" 2>&1 &
+cargo lambda watch -A 127.0.0.1 -P "$watch_port" --ignore-changes > "$work/watch.log" 2>&1 &
 watch_pid=$!
 base="http://127.0.0.1:${watch_port}"
 for _ in $(seq 1 120); do

@@ -50,19 +50,7 @@ impl Pusher {
             .data(Blob::new(frame.into_bytes()))
             .send()
             .await;
-        match res {
-            Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(e)) => match e.err() {
-                PostToConnectionError::GoneException(_) => Err(PushError::Gone),
-                PostToConnectionError::PayloadTooLargeException(_) => {
-                    Err(PushError::PayloadTooLarge)
-                }
-                other => Err(PushError::Management(
-                    DisplayErrorContext(other).to_string(),
-                )),
-            },
-            Err(e) => Err(PushError::Management(DisplayErrorContext(&e).to_string())),
-        }
+        post_outcome(res)
     }
 
     /// Posts one binary frame. API Gateway WebSocket APIs carry no binary frames (clients
@@ -84,15 +72,7 @@ impl Pusher {
             })
             .send()
             .await;
-        match res {
-            Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(e))
-                if matches!(e.err(), PostToConnectionError::GoneException(_)) =>
-            {
-                Err(PushError::Gone)
-            }
-            Err(e) => Err(PushError::Management(DisplayErrorContext(&e).to_string())),
-        }
+        post_outcome(res)
     }
 
     /// Closes a connection (API Gateway then invokes `$disconnect`). Gone counts as done.
@@ -112,5 +92,24 @@ impl Pusher {
             }
             Err(e) => Err(PushError::Management(DisplayErrorContext(&e).to_string())),
         }
+    }
+}
+
+/// What a `post_to_connection` call means for the caller: 410 is a dead connection, 413 a
+/// frame over API Gateway's limit, anything else a management API failure.
+fn post_outcome<T, R>(res: Result<T, SdkError<PostToConnectionError, R>>) -> Result<(), PushError>
+where
+    R: std::fmt::Debug + 'static,
+{
+    match res {
+        Ok(_) => Ok(()),
+        Err(SdkError::ServiceError(e)) => match e.err() {
+            PostToConnectionError::GoneException(_) => Err(PushError::Gone),
+            PostToConnectionError::PayloadTooLargeException(_) => Err(PushError::PayloadTooLarge),
+            other => Err(PushError::Management(
+                DisplayErrorContext(other).to_string(),
+            )),
+        },
+        Err(e) => Err(PushError::Management(DisplayErrorContext(&e).to_string())),
     }
 }

@@ -19,7 +19,7 @@
 use std::time::Duration;
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
-use local_gateway::routes::{WsApi, WsRoute};
+use local_gateway::routes::{WsApi, WsHandler, WsRoute};
 use local_gateway::{Gateway, Options};
 use serde_json::{Value, json};
 use shared::config::Config;
@@ -162,52 +162,53 @@ async fn default<A: EngineApp>(
     Ok(ok())
 }
 
-fn engine_api() -> WsApi {
+/// One of the server's two WebSocket APIs: its path (with and without the trailing slash),
+/// its own `$connect` and `$default`, and the shared `$disconnect`.
+fn ws_api(
+    path: &str,
+    (connect_name, connect): (&'static str, WsHandler),
+    (default_name, default): (&'static str, WsHandler),
+) -> WsApi {
+    let route = |route_key, function, handler| WsRoute {
+        route_key,
+        function,
+        handler,
+    };
     WsApi {
-        paths: vec!["/engine.io".into(), "/engine.io/".into()],
+        paths: vec![path.into(), format!("{path}/")],
         routes: vec![
-            WsRoute {
-                route_key: "$connect",
-                function: "conformance-engine-connect",
-                handler: |app, event| Box::pin(connect(app, event, Protocol::Engine)),
-            },
-            WsRoute {
-                route_key: "$disconnect",
-                function: "conformance-disconnect",
-                handler: |app, event| Box::pin(disconnect(app, event)),
-            },
-            WsRoute {
-                route_key: "$default",
-                function: "conformance-engine-default",
-                handler: |app, event| Box::pin(default(app, &EngineEcho, event)),
-            },
+            route("$connect", connect_name, connect),
+            route("$disconnect", "conformance-disconnect", |app, event| {
+                Box::pin(disconnect(app, event))
+            }),
+            route("$default", default_name, default),
         ],
         binary_frames: true,
     }
 }
 
+fn engine_api() -> WsApi {
+    ws_api(
+        "/engine.io",
+        ("conformance-engine-connect", |app, event| {
+            Box::pin(connect(app, event, Protocol::Engine))
+        }),
+        ("conformance-engine-default", |app, event| {
+            Box::pin(default(app, &EngineEcho, event))
+        }),
+    )
+}
+
 fn socket_api() -> WsApi {
-    WsApi {
-        paths: vec!["/socket.io".into(), "/socket.io/".into()],
-        routes: vec![
-            WsRoute {
-                route_key: "$connect",
-                function: "conformance-socket-connect",
-                handler: |app, event| Box::pin(connect(app, event, Protocol::SocketIo)),
-            },
-            WsRoute {
-                route_key: "$disconnect",
-                function: "conformance-disconnect",
-                handler: |app, event| Box::pin(disconnect(app, event)),
-            },
-            WsRoute {
-                route_key: "$default",
-                function: "conformance-socket-default",
-                handler: |app, event| Box::pin(default(app, &SocketIo(&SuiteSocket), event)),
-            },
-        ],
-        binary_frames: true,
-    }
+    ws_api(
+        "/socket.io",
+        ("conformance-socket-connect", |app, event| {
+            Box::pin(connect(app, event, Protocol::SocketIo))
+        }),
+        ("conformance-socket-default", |app, event| {
+            Box::pin(default(app, &SocketIo(&SuiteSocket), event))
+        }),
+    )
 }
 
 /// The suites' settings on top of a database.

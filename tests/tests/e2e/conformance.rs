@@ -57,6 +57,24 @@ async fn sio(gw: &Gateway) -> RawWs {
     ws
 }
 
+/// The two binary attachments the suites send after a `45x-` / `46x-` header.
+const ATTACHMENTS: [[u8; 3]; 2] = [[1, 2, 3], [4, 5, 6]];
+
+async fn send_attachments(ws: &mut RawWs) {
+    for a in ATTACHMENTS {
+        ws.send_message(Message::Binary(a.to_vec().into()))
+            .await
+            .unwrap();
+    }
+}
+
+/// The attachments come back, in order, as binary frames right after their header.
+async fn expect_attachments(ws: &mut RawWs) {
+    for a in ATTACHMENTS {
+        assert_eq!(next(ws).await, Frame::Binary(a.to_vec()));
+    }
+}
+
 fn handshake_values(open: &Value) {
     let keys: Vec<&str> = open
         .as_object()
@@ -281,30 +299,18 @@ async fn socket_binary_attachments_with_and_without_ack() {
     let mut ws = sio(&gw).await;
     let placeholders = r#"1,{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}"#;
     ws.send(&format!(r#"452-["message",{placeholders}]"#)).await;
-    ws.send_message(Message::Binary(vec![1, 2, 3].into()))
-        .await
-        .unwrap();
-    ws.send_message(Message::Binary(vec![4, 5, 6].into()))
-        .await
-        .unwrap();
+    send_attachments(&mut ws).await;
     assert_eq!(
         text(&mut ws).await,
         format!(r#"452-["message-back",{placeholders}]"#)
     );
-    assert_eq!(next(&mut ws).await, Frame::Binary(vec![1, 2, 3]));
-    assert_eq!(next(&mut ws).await, Frame::Binary(vec![4, 5, 6]));
+    expect_attachments(&mut ws).await;
 
     ws.send(&format!(r#"452-789["message-with-ack",{placeholders}]"#))
         .await;
-    ws.send_message(Message::Binary(vec![1, 2, 3].into()))
-        .await
-        .unwrap();
-    ws.send_message(Message::Binary(vec![4, 5, 6].into()))
-        .await
-        .unwrap();
+    send_attachments(&mut ws).await;
     assert_eq!(text(&mut ws).await, format!(r#"462-789[{placeholders}]"#));
-    assert_eq!(next(&mut ws).await, Frame::Binary(vec![1, 2, 3]));
-    assert_eq!(next(&mut ws).await, Frame::Binary(vec![4, 5, 6]));
+    expect_attachments(&mut ws).await;
 }
 
 #[tokio::test]
@@ -325,31 +331,19 @@ async fn socket_server_emits_that_expect_acks() {
     let data = r#"{"_placeholder":true,"num":0},{"_placeholder":true,"num":1},"test""#;
     let mut ws = sio(&gw).await;
     ws.send(&format!(r#"452-["emit-with-ack",{data}]"#)).await;
-    ws.send_message(Message::Binary(vec![1, 2, 3].into()))
-        .await
-        .unwrap();
-    ws.send_message(Message::Binary(vec![4, 5, 6].into()))
-        .await
-        .unwrap();
+    send_attachments(&mut ws).await;
     assert_eq!(
         text(&mut ws).await,
         format!(r#"452-1["emit-with-ack",{data}]"#)
     );
-    assert_eq!(next(&mut ws).await, Frame::Binary(vec![1, 2, 3]));
-    assert_eq!(next(&mut ws).await, Frame::Binary(vec![4, 5, 6]));
+    expect_attachments(&mut ws).await;
     ws.send(&format!("462-1[{data}]")).await;
-    ws.send_message(Message::Binary(vec![1, 2, 3].into()))
-        .await
-        .unwrap();
-    ws.send_message(Message::Binary(vec![4, 5, 6].into()))
-        .await
-        .unwrap();
+    send_attachments(&mut ws).await;
     assert_eq!(
         text(&mut ws).await,
         format!(r#"452-["emit-with-ack",{data}]"#)
     );
-    assert_eq!(next(&mut ws).await, Frame::Binary(vec![1, 2, 3]));
-    assert_eq!(next(&mut ws).await, Frame::Binary(vec![4, 5, 6]));
+    expect_attachments(&mut ws).await;
 }
 
 #[tokio::test]
