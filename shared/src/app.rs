@@ -29,61 +29,59 @@ pub enum BootError {
     Migrations(#[from] migrations::MigrationError),
 }
 
-/// Users known to exist (they are never deleted), bounded so a long-lived process cannot
-/// grow without limit.
-#[derive(Debug, Default)]
-pub struct KnownUsers {
-    set: std::sync::Mutex<std::collections::HashSet<crate::domain::UserId>>,
+/// A map kept by a warm process for facts that cannot become false while it lives (a user
+/// exists; a settled connection's record). Bounded: when full it starts over, so a
+/// long-lived process cannot grow without limit; a miss only costs a database read.
+#[derive(Debug)]
+pub struct ProcessCache<K, V> {
+    map: std::sync::Mutex<std::collections::HashMap<K, V>>,
+    max: usize,
 }
 
-impl KnownUsers {
-    const MAX: usize = 100_000;
-
-    pub fn contains(&self, user: &crate::domain::UserId) -> bool {
-        self.set.lock().map(|s| s.contains(user)).unwrap_or(false)
-    }
-
-    pub fn insert(&self, user: crate::domain::UserId) {
-        if let Ok(mut s) = self.set.lock() {
-            if s.len() >= Self::MAX {
-                s.clear();
-            }
-            s.insert(user);
+impl<K: std::hash::Hash + Eq, V: Clone> ProcessCache<K, V> {
+    pub fn new(max: usize) -> Self {
+        Self {
+            map: std::sync::Mutex::default(),
+            max,
         }
     }
-}
 
-/// Settled connection records (authenticated and live), remembered by the warm process
-/// that handled them. After that point a chat connection's record only changes by going
-/// away (a client leaving the main namespace is closed), and connection ids are never
-/// reused, so frames from a known connection need no database read.
-#[derive(Debug, Default)]
-pub struct SessionCache {
-    map: std::sync::Mutex<std::collections::HashMap<String, crate::store::ConnectionDoc>>,
-}
-
-impl SessionCache {
-    const MAX: usize = 50_000;
-
-    pub fn get(&self, id: &str) -> Option<crate::store::ConnectionDoc> {
-        self.map.lock().ok()?.get(id).cloned()
+    pub fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ?Sized,
+    {
+        self.map.lock().ok()?.get(key).cloned()
     }
 
-    pub fn put(&self, doc: crate::store::ConnectionDoc) {
+    pub fn put(&self, key: K, value: V) {
         if let Ok(mut m) = self.map.lock() {
-            if m.len() >= Self::MAX {
+            if m.len() >= self.max {
                 m.clear();
             }
-            m.insert(doc.connection_id.clone(), doc);
+            m.insert(key, value);
         }
     }
 
-    pub fn forget(&self, id: &str) {
+    pub fn forget<Q>(&self, key: &Q)
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ?Sized,
+    {
         if let Ok(mut m) = self.map.lock() {
-            m.remove(id);
+            m.remove(key);
         }
     }
 }
+
+/// Users known to exist (users are never deleted).
+pub type KnownUsers = ProcessCache<crate::domain::UserId, ()>;
+
+/// Settled connection records (authenticated and live) by connection id. After that point a
+/// chat connection's record only changes by going away (a client leaving the main namespace
+/// is closed), and connection ids are never reused, so frames from a known connection need
+/// no database read.
+pub type SessionCache = ProcessCache<String, crate::store::ConnectionDoc>;
 
 #[derive(Debug)]
 pub struct App {
@@ -128,10 +126,31 @@ impl App {
             pusher: Pusher::new(sdk, config.ws.endpoint.as_deref()),
             invoker: Invoker::new(sdk, &config.scheduler_function),
             experiments: Experiments::new(&config.experiments),
-            known_users: KnownUsers::default(),
-            sessions: SessionCache::default(),
+            known_users: KnownUsers::new(100_000),
+            sessions: SessionCache::new(50_000),
             store,
             config,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ProcessCache;
+
+    #[test]
+    fn process_cache_remembers_forgets_and_starts_over_when_full() {
+        let cache: ProcessCache<String, u32> = ProcessCache::new(2);
+        cache.put("a".into(), 1);
+        cache.put("b".into(), 2);
+        assert_eq!(cache.get("a"), Some(1));
+        cache.forget("a");
+        assert_eq!(cache.get("a"), None);
+        assert_eq!(cache.get("b"), Some(2));
+        cache.put("c".into(), 3);
+        // Full (b, c): the next insert starts over, keeping only itself.
+        cache.put("d".into(), 4);
+        assert_eq!((cache.get("b"), cache.get("c")), (None, None));
+        assert_eq!(cache.get("d"), Some(4));
     }
 }

@@ -50,7 +50,7 @@ pub async fn rename(app: &App, user: UserId, name: DisplayName) -> Result<Profil
 /// Whether a user exists. Users are never deleted, so a yes is remembered for the life of
 /// the process (a warm Lambda container asks the database once per user).
 pub async fn exists(app: &App, user: UserId) -> Result<bool> {
-    if app.known_users.contains(&user) {
+    if app.known_users.get(&user).is_some() {
         return Ok(true);
     }
     let found = app
@@ -62,7 +62,7 @@ pub async fn exists(app: &App, user: UserId) -> Result<bool> {
         .await?
         .is_some();
     if found {
-        app.known_users.insert(user);
+        app.known_users.put(user, ());
     }
     Ok(found)
 }

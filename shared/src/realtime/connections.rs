@@ -79,7 +79,7 @@ pub async fn get_settled(app: &App, id: &ConnectionId) -> Result<Option<Connecti
                 Protocol::Engine => false,
             };
         if settled {
-            app.sessions.put(d.clone());
+            app.sessions.put(d.connection_id.clone(), d.clone());
         }
     }
     Ok(doc)

@@ -162,16 +162,26 @@ async fn deliver_locked(
     if delivered.is_empty() {
         return Ok(Vec::new());
     }
+    let (at, _) = mark_delivered(app, delivered.iter().map(|m| m.id).collect()).await?;
+    Ok(delivered.iter().map(|m| (m.clone(), at)).collect())
+}
+
+/// Sets `delivered_at` on those of `messages` not delivered yet; returns the time it set and
+/// how many it changed (0 when another delivery got there first).
+pub async fn mark_delivered(
+    app: &App,
+    messages: Vec<bson::oid::ObjectId>,
+) -> Result<(time::Timestamp, u64)> {
     let at = time::now();
-    let ids: Vec<bson::oid::ObjectId> = delivered.iter().map(|m| m.id).collect();
-    app.store
+    let res = app
+        .store
         .messages
         .update_many(
-            doc! { "_id": { "$in": ids }, "delivered_at": bson::Bson::Null },
+            doc! { "_id": { "$in": messages }, "delivered_at": bson::Bson::Null },
             doc! { "$set": { "delivered_at": time::to_bson(at) } },
         )
         .await?;
-    Ok(delivered.iter().map(|m| (m.clone(), at)).collect())
+    Ok((at, res.modified_count))
 }
 
 /// `delivered` to each sender's connections.

@@ -131,16 +131,9 @@ impl Sent {
                 if took.is_empty() {
                     return Ok(());
                 }
-                let at = time::now();
-                let marked = app
-                    .store
-                    .messages
-                    .update_one(
-                        doc! { "_id": self.event.message_id.object_id(), "delivered_at": bson::Bson::Null },
-                        doc! { "$set": { "delivered_at": time::to_bson(at) } },
-                    )
-                    .await?;
-                if marked.modified_count == 1 {
+                let (at, marked) =
+                    fanout::mark_delivered(app, vec![self.event.message_id.object_id()]).await?;
+                if marked == 1 {
                     let delivered = ServerEvent::Delivered(DeliveredEvent {
                         message_id: self.event.message_id,
                         to,
