@@ -349,27 +349,27 @@ async fn dispatch(shared: &Shared, meta: &Meta, text: &str) {
         }
         _ => "$default".to_owned(),
     };
-    let mut event = base_event(shared, meta, &route_key, "MESSAGE");
+    let mut event = message_event(shared, meta, &route_key);
+    event["body"] = json!(text);
+    invoke(shared, meta.api, &route_key, event).await;
+}
+
+/// The event of one client frame: `MESSAGE`, with the frame's own message id.
+fn message_event(shared: &Shared, meta: &Meta, route_key: &str) -> Value {
+    let mut event = base_event(shared, meta, route_key, "MESSAGE");
     if let Some(ctx) = event
         .get_mut("requestContext")
         .and_then(Value::as_object_mut)
     {
         ctx.insert("messageId".into(), json!(ids::extended_request_id()));
     }
-    event["body"] = json!(text);
-    invoke(shared, meta.api, &route_key, event).await;
+    event
 }
 
 /// A binary frame, for APIs that let them through: `$default`, base64 in the body.
 async fn dispatch_binary(shared: &Shared, meta: &Meta, bytes: &[u8]) {
     use base64::Engine as _;
-    let mut event = base_event(shared, meta, "$default", "MESSAGE");
-    if let Some(ctx) = event
-        .get_mut("requestContext")
-        .and_then(Value::as_object_mut)
-    {
-        ctx.insert("messageId".into(), json!(ids::extended_request_id()));
-    }
+    let mut event = message_event(shared, meta, "$default");
     event["body"] = json!(base64::engine::general_purpose::STANDARD.encode(bytes));
     event["isBase64Encoded"] = json!(true);
     invoke(shared, meta.api, "$default", event).await;

@@ -119,10 +119,7 @@ pub async fn on_default(
                 .await?;
             }
             Protocol::Json => {
-                let text = match frame {
-                    Frame::Text(t) => t,
-                    Frame::Binary(_) => String::new(),
-                };
+                let text = frame.into_text();
                 let action = serde_json::from_str::<Value>(&text)
                     .map(|v| v.get("action").and_then(Value::as_str).map(str::to_owned));
                 let e: Error = match &action {

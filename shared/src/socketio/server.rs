@@ -16,7 +16,6 @@
 use std::future::Future;
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
-use base64::Engine as _;
 use bson::doc;
 use bytes::Bytes;
 use serde_json::Value;
@@ -29,29 +28,8 @@ use crate::realtime::connections;
 use crate::realtime::fanout;
 use crate::scheduler::Task;
 use crate::store::{ConnectionDoc, PartialPacket, Protocol};
+pub use crate::ws_event::Frame;
 use crate::ws_event::{ok, response};
-
-/// One WebSocket frame as the `$default` event carries it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Frame {
-    Text(String),
-    Binary(Vec<u8>),
-}
-
-impl Frame {
-    /// Text frames arrive as the body; binary ones (where a transport passes them) base64.
-    pub fn of(event: &ApiGatewayWebsocketProxyRequest) -> Frame {
-        let raw = event.body.clone().unwrap_or_default();
-        if event.is_base64_encoded {
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(raw.as_bytes())
-                .unwrap_or_default();
-            Frame::Binary(bytes)
-        } else {
-            Frame::Text(raw)
-        }
-    }
-}
 
 /// `$connect` of an Engine.IO client: `EIO=4` and the websocket transport, or the handshake
 /// is refused (400). The open packet cannot be posted from here (the connection does not
