@@ -71,7 +71,7 @@ pub(crate) async fn serve(
             return internal_error();
         }
     };
-    let app = shared.app;
+    let app = shared.instance();
     let handler = route.handler;
     // A spawned task turns a panic into a JoinError, as a crashed Lambda turns into a 500.
     match tokio::spawn(async move { handler(app, event).await }).await {

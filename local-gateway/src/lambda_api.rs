@@ -39,6 +39,7 @@ pub(crate) async fn invoke(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    shared.api_latency().await;
     let name = function_name(&name);
     let Some(target) = shared
         .invocables
@@ -70,11 +71,12 @@ pub(crate) async fn invoke(
         .get("x-amz-invocation-type")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("RequestResponse");
-    let app = shared.app;
     match kind {
         "Event" => {
             tokio::spawn(async move {
                 for attempt in 0..3 {
+                    // Each attempt may land on another instance, as Lambda's retries do.
+                    let app = shared.instance();
                     let payload = payload.clone();
                     let result =
                         tokio::spawn(async move { (target.handler)(app, payload).await }).await;
@@ -93,7 +95,12 @@ pub(crate) async fn invoke(
             StatusCode::ACCEPTED.into_response()
         }
         "DryRun" => StatusCode::NO_CONTENT.into_response(),
-        _ => match tokio::spawn(async move { (target.handler)(app, payload).await }).await {
+        _ => match tokio::spawn({
+            let app = shared.instance();
+            async move { (target.handler)(app, payload).await }
+        })
+        .await
+        {
             Ok(Ok(v)) => (StatusCode::OK, v.to_string()).into_response(),
             Ok(Err(e)) => {
                 let mut r = (

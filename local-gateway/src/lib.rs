@@ -11,9 +11,17 @@
 //! Functions run in-process, but receive events built as JSON and deserialized into their
 //! event types, and reach the gateway through the real AWS SDK clients with an endpoint
 //! override: the functions have no local-only code path.
+//!
+//! It is no friendlier than AWS: every function runs as several warm instances (each its
+//! own [`App`], with its own caches and database client; `GATEWAY_INSTANCES`, default 3)
+//! and invocations are spread over them; one connection's frames are handed to the
+//! functions concurrently, as API Gateway may (`GATEWAY_FRAMES=sequential` for one after
+//! the other); @connections posts and Lambda invokes can be given AWS-like latency
+//! (`GATEWAY_POST_LATENCY_MS`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -32,6 +40,27 @@ mod schedule;
 mod websocket;
 
 pub use websocket::Limits;
+
+/// How one connection's frames reach the functions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameMode {
+    /// Each frame is its own invocation, started as it arrives: two frames of one
+    /// connection may run at once, on different instances (what API Gateway may do).
+    Concurrent,
+    /// One after the other, each waiting for the previous invocation to finish.
+    Sequential,
+}
+
+impl FrameMode {
+    /// `GATEWAY_FRAMES`: `concurrent` (default) or `sequential`.
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "concurrent" => Some(Self::Concurrent),
+            "sequential" => Some(Self::Sequential),
+            _ => None,
+        }
+    }
+}
 
 /// How to start a gateway.
 #[derive(Debug, Clone)]
@@ -53,6 +82,11 @@ pub struct Options {
     pub ws_apis: Vec<routes::WsApi>,
     /// A MongoDB client to use instead of one built from `MONGO_URI` (benchmarks).
     pub mongo_client: Option<mongodb::Client>,
+    /// Warm instances per function (each its own `App`); invocations are spread over them.
+    pub instances: usize,
+    pub frames: FrameMode,
+    /// Added to every @connections call and Lambda invoke before it is answered.
+    pub post_latency: Duration,
 }
 
 impl Options {
@@ -67,14 +101,44 @@ impl Options {
             http_routes: routes::http_routes(),
             ws_apis: vec![routes::WsApi::chat("local")],
             mongo_client: None,
+            instances: 3,
+            frames: FrameMode::Concurrent,
+            post_latency: Duration::ZERO,
         }
+    }
+
+    /// `GATEWAY_INSTANCES`, `GATEWAY_FRAMES` and `GATEWAY_POST_LATENCY_MS` from `get`.
+    pub fn with_env(mut self, get: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
+        if let Some(n) = get("GATEWAY_INSTANCES") {
+            let n: usize = n
+                .parse()
+                .map_err(|_| anyhow::anyhow!("GATEWAY_INSTANCES must be a number"))?;
+            anyhow::ensure!(n >= 1, "GATEWAY_INSTANCES must be at least 1");
+            self.instances = n;
+        }
+        if let Some(f) = get("GATEWAY_FRAMES") {
+            self.frames = FrameMode::parse(&f).ok_or_else(|| {
+                anyhow::anyhow!("GATEWAY_FRAMES must be `concurrent` or `sequential`")
+            })?;
+        }
+        if let Some(ms) = get("GATEWAY_POST_LATENCY_MS") {
+            let ms: u64 = ms
+                .parse()
+                .map_err(|_| anyhow::anyhow!("GATEWAY_POST_LATENCY_MS must be a number"))?;
+            self.post_latency = Duration::from_millis(ms);
+        }
+        Ok(self)
     }
 }
 
 /// State every route handler shares.
 #[derive(Clone)]
 pub(crate) struct Shared {
-    pub(crate) app: &'static App,
+    /// One `App` per warm instance.
+    pub(crate) apps: Arc<Vec<&'static App>>,
+    next_instance: Arc<AtomicUsize>,
+    pub(crate) frames: FrameMode,
+    pub(crate) post_latency: Duration,
     pub(crate) http_routes: Arc<Vec<routes::HttpRoute>>,
     pub(crate) ws_apis: Arc<Vec<routes::WsApi>>,
     pub(crate) invocables: Arc<Vec<routes::Invocable>>,
@@ -88,12 +152,29 @@ impl Shared {
     pub(crate) fn host_header(&self) -> String {
         self.addr.to_string()
     }
+
+    /// The instance an invocation runs on: the next one in turn, so consecutive
+    /// invocations (one connection's frames among them) land on different instances.
+    pub(crate) fn instance(&self) -> &'static App {
+        let i = self.next_instance.fetch_add(1, Ordering::Relaxed);
+        self.apps[i % self.apps.len()]
+    }
+
+    /// AWS-like latency of an @connections call or a Lambda invoke.
+    pub(crate) async fn api_latency(&self) {
+        if !self.post_latency.is_zero() {
+            tokio::time::sleep(self.post_latency).await;
+        }
+    }
 }
 
 /// A running gateway.
 pub struct Gateway {
     pub addr: SocketAddr,
+    /// The first instance (tests read the database through it).
     pub app: &'static App,
+    /// Every instance.
+    pub apps: Vec<&'static App>,
     pub stage: String,
     registry: Arc<websocket::Registry>,
     shutdown: Option<oneshot::Sender<()>>,
@@ -156,14 +237,22 @@ pub async fn start(options: Options) -> anyhow::Result<Gateway> {
     let mut config = options.config.clone();
     config.ws.endpoint = Some(format!("http://{addr}/{}", options.stage));
     let sdk = sdk_config(addr).await;
-    let app = match options.mongo_client.clone() {
-        Some(client) => App::with_client(config, &sdk, client).await?,
-        None => App::new(config, &sdk).await?,
-    };
-    let app: &'static App = Box::leak(Box::new(app));
+    let mut apps: Vec<&'static App> = Vec::new();
+    for _ in 0..options.instances.max(1) {
+        // Each instance is a cold start of its own: its own client, caches and random source.
+        let app = match options.mongo_client.clone() {
+            Some(client) => App::with_client(config.clone(), &sdk, client).await?,
+            None => App::new(config.clone(), &sdk).await?,
+        };
+        apps.push(Box::leak(Box::new(app)));
+    }
+    let app = apps[0];
     let registry = Arc::new(websocket::Registry::default());
     let shared = Shared {
-        app,
+        apps: Arc::new(apps.clone()),
+        next_instance: Arc::new(AtomicUsize::new(0)),
+        frames: options.frames,
+        post_latency: options.post_latency,
         http_routes: Arc::new(options.http_routes.clone()),
         ws_apis: Arc::new(options.ws_apis.clone()),
         invocables: Arc::new(routes::invocables()),
@@ -213,9 +302,11 @@ pub async fn start(options: Options) -> anyhow::Result<Gateway> {
         }
     });
     tracing::info!(%addr, stage = %options.stage, "local gateway listening");
+    tracing::info!(instances = apps.len(), frames = ?options.frames, "function instances");
     Ok(Gateway {
         addr,
         app,
+        apps,
         stage: options.stage,
         registry,
         shutdown: Some(tx),

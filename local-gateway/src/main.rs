@@ -1,5 +1,6 @@
 //! `local-gateway`: serves every route of the chat service on one port (default
-//! 127.0.0.1:8000). `HOST`, `PORT`, `STAGE` and `SCHEDULE_EVERY_MS` change the gateway; the
+//! 127.0.0.1:8000). `HOST`, `PORT`, `STAGE`, `SCHEDULE_EVERY_MS`, `GATEWAY_INSTANCES`,
+//! `GATEWAY_FRAMES` and `GATEWAY_POST_LATENCY_MS` change the gateway; the
 //! functions read the same variables they read in Lambda (`MONGO_URI`, `RUN_MIGRATIONS`, ...).
 
 use std::time::Duration;
@@ -12,7 +13,7 @@ use shared::config::Config;
 async fn main() -> anyhow::Result<()> {
     shared::telemetry::init();
     let config = Config::from_env().context("reading configuration")?;
-    let mut options = Options::local(config);
+    let mut options = Options::local(config).with_env(|k| std::env::var(k).ok())?;
     if let Ok(host) = std::env::var("HOST") {
         options.host = host.parse().context("HOST must be an IP address")?;
     }

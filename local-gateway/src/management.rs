@@ -40,6 +40,7 @@ pub(crate) async fn post(
     headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Response {
+    shared.api_latency().await;
     if let Some(r) = wrong_stage(&shared, &stage) {
         return r;
     }
@@ -100,6 +101,7 @@ pub(crate) async fn delete(
     State(shared): State<Shared>,
     Path((stage, id)): Path<(String, String)>,
 ) -> Response {
+    shared.api_latency().await;
     if let Some(r) = wrong_stage(&shared, &stage) {
         return r;
     }

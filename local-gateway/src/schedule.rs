@@ -35,7 +35,7 @@ pub(crate) fn spawn(shared: Shared, every: Duration, mut stop: tokio::sync::watc
                 "resources": [format!("arn:aws:events:us-east-1:{}:rule/scheduler-every-minute", ids::ACCOUNT_ID)],
                 "detail": {},
             });
-            let app = shared.app;
+            let app = shared.instance();
             // Run each sweep to its end before the next (a slow sweep delays the next tick).
             match tokio::spawn(async move { (target.handler)(app, event).await }).await {
                 Ok(Ok(_)) => {}

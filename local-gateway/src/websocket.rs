@@ -7,8 +7,15 @@
 //! 128 KB close the connection with 1009, binary frames with 1003, 10 minutes without traffic
 //! or 2 hours in all with 1001.
 //!
-//! One difference, on purpose: frames from one connection are handed to the functions one
-//! after the other (API Gateway may run them concurrently), so local runs are reproducible.
+//! Like API Gateway, each frame is its own invocation, and frames of one connection are
+//! handed to the functions as they arrive, without waiting for the previous one: two may run
+//! at once on different instances ([`FrameMode::Concurrent`], the default).
+//! `GATEWAY_FRAMES=sequential` waits for each before the next. An API that lets binary
+//! frames through (only the conformance server's, which runs nowhere but here) always runs
+//! them in order: a binary packet's attachments are separate frames that must arrive in
+//! order, which API Gateway would not promise (and it refuses binary frames anyway).
+//!
+//! [`FrameMode::Concurrent`]: crate::FrameMode::Concurrent
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -119,6 +126,7 @@ impl Default for Limits {
 }
 
 /// What the handshake told us about the client.
+#[derive(Clone)]
 struct Meta {
     id: String,
     /// Which WebSocket API (index in `Shared::ws_apis`) the client connected to.
@@ -244,6 +252,8 @@ async fn run(shared: Shared, socket: WebSocket, meta: Meta) {
         let _ = sink.close().await;
     });
     let limits = shared.limits;
+    let in_order =
+        shared.frames == crate::FrameMode::Sequential || shared.ws_apis[meta.api].binary_frames;
     let lifetime_end = tokio::time::Instant::now() + limits.max_lifetime;
     let (status, reason): (u16, &str) = loop {
         let idle_end = {
@@ -259,7 +269,12 @@ async fn run(shared: Shared, socket: WebSocket, meta: Meta) {
             frame = stream.next() => match frame {
                 Some(Ok(Message::Text(text))) => {
                     conn.touch();
-                    dispatch(&shared, &meta, text.as_str()).await;
+                    if in_order {
+                        dispatch(&shared, &meta, text.as_str()).await;
+                    } else {
+                        let (shared, meta) = (shared.clone(), meta.clone());
+                        tokio::spawn(async move { dispatch(&shared, &meta, text.as_str()).await });
+                    }
                 }
                 Some(Ok(Message::Binary(bytes))) => {
                     if !shared.ws_apis[meta.api].binary_frames {
@@ -312,9 +327,17 @@ async fn run(shared: Shared, socket: WebSocket, meta: Meta) {
     disconnect(&shared, &meta, status, reason).await;
 }
 
+/// A message or frame over the limits (found by the error's type, not its text).
 fn is_too_big(e: &axum::Error) -> bool {
-    let text = format!("{e:?}").to_ascii_lowercase();
-    text.contains("capacity") || text.contains("too long") || text.contains("too big")
+    use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(ws) = err.downcast_ref::<WsError>() {
+            return matches!(ws, WsError::Capacity(CapacityError::MessageTooLong { .. }));
+        }
+        source = err.source();
+    }
+    false
 }
 
 async fn disconnect(shared: &Shared, meta: &Meta, status: u16, reason: &str) {
@@ -395,7 +418,7 @@ async fn invoke(
             return None;
         }
     };
-    let app = shared.app;
+    let app = shared.instance();
     let handler = route.handler;
     match tokio::spawn(async move { handler(app, event).await }).await {
         Ok(Ok(resp)) => Some(resp),

@@ -83,6 +83,19 @@ pub type KnownUsers = ProcessCache<crate::domain::UserId, ()>;
 /// no database read.
 pub type SessionCache = ProcessCache<String, crate::store::ConnectionDoc>;
 
+/// The MongoDB client of `config`: the URI's options, and a server selection timeout
+/// (`MONGO_TIMEOUT_MS`) unless the URI sets one.
+pub async fn mongo_client(config: &Config) -> Result<mongodb::Client, mongodb::error::Error> {
+    let mut options = mongodb::options::ClientOptions::parse(&config.mongo_uri).await?;
+    if options.server_selection_timeout.is_none() {
+        options.server_selection_timeout = Some(config.mongo_timeout);
+    }
+    if options.connect_timeout.is_none() {
+        options.connect_timeout = Some(config.mongo_timeout);
+    }
+    mongodb::Client::with_options(options)
+}
+
 #[derive(Debug)]
 pub struct App {
     pub config: Config,

@@ -47,10 +47,14 @@ pub struct Stored {
     pub created: bool,
 }
 
-/// Stores a message. `deliver_after` is when it may be pushed (latency illusion).
+/// Stores a message created at `created_at` (the caller holds the recipient's inbox, which
+/// orders it), not to be pushed before `deliver_after` (latency illusion). The same
+/// `client_id` from the same sender returns the original message, unless the original has
+/// another recipient or text: that is a conflict, and nothing is stored.
 pub async fn store_message(
     app: &App,
     new: NewMessage,
+    created_at: Timestamp,
     deliver_after: Option<Timestamp>,
 ) -> Result<Stored> {
     if new.from == new.to {
@@ -59,7 +63,6 @@ pub async fn store_message(
     if !crate::users::exists(app, new.to).await? {
         return Err(ChatError::UnknownUser.into());
     }
-    let now = time::now();
     let dedupe = new
         .client_id
         .as_ref()
@@ -72,8 +75,8 @@ pub async fn store_message(
         text: new.text.as_str().to_owned(),
         client_id: new.client_id.map(|c| c.as_str().to_owned()),
         dedupe: dedupe.clone(),
-        created_at: time::to_bson(now),
-        deliver_after: time::to_bson(deliver_after.unwrap_or(now)),
+        created_at: time::to_bson(created_at),
+        deliver_after: time::to_bson(deliver_after.unwrap_or(created_at).max(created_at)),
         delivered_at: None,
         read_at: None,
     };
@@ -88,10 +91,13 @@ pub async fn store_message(
                 None => None,
             };
             match original {
-                Some(message) => Ok(Stored {
-                    message,
-                    created: false,
-                }),
+                Some(original) if original.to == message.to && original.text == message.text => {
+                    Ok(Stored {
+                        message: original,
+                        created: false,
+                    })
+                }
+                Some(_) => Err(ChatError::ClientIdConflict.into()),
                 None => Err(e.into()),
             }
         }

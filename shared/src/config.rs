@@ -86,6 +86,10 @@ pub struct WsConfig {
 pub struct Config {
     pub mongo_uri: String,
     pub mongo_db: String,
+    /// `MONGO_TIMEOUT_MS`: how long the driver looks for a usable server before an operation
+    /// fails (`unavailable`), well below the functions' timeout so a client hears an error
+    /// instead of a timeout. A `serverSelectionTimeoutMS` in `MONGO_URI` wins.
+    pub mongo_timeout: Duration,
     pub run_migrations: bool,
     pub otp_mode: OtpMode,
     pub otp_ttl: Duration,
@@ -170,6 +174,7 @@ impl Config {
         Ok(Self {
             mongo_uri: r.string("MONGO_URI", "mongodb://localhost:27017"),
             mongo_db: r.string("MONGO_DB", "chat"),
+            mongo_timeout: r.millis("MONGO_TIMEOUT_MS", 5_000)?,
             run_migrations: r.flag("RUN_MIGRATIONS", false)?,
             otp_mode,
             otp_ttl: Duration::from_secs(r.u64("OTP_TTL_SECS", 300)?),

@@ -113,8 +113,21 @@ object_id_newtype!(
 
 /// An API Gateway WebSocket connection id (`L0SM9cOFvHcCIhw=`): what @connections addresses.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(into = "String", try_from = "String")]
 pub struct ConnectionId(String);
+
+impl TryFrom<String> for ConnectionId {
+    type Error = InputError;
+    fn try_from(raw: String) -> Result<Self, InputError> {
+        Self::parse(&raw)
+    }
+}
+
+impl From<ConnectionId> for String {
+    fn from(id: ConnectionId) -> String {
+        id.0
+    }
+}
 
 impl ConnectionId {
     pub fn parse(raw: &str) -> Result<Self, InputError> {

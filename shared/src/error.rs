@@ -75,6 +75,8 @@ pub enum ChatError {
     InvalidCursor,
     #[error("unknown event `{0}`; the events are send_message, typing and read")]
     UnknownEvent(String),
+    #[error("this client_id was already used for a different message (another `to` or `text`)")]
+    ClientIdConflict,
 }
 
 /// The database.
@@ -86,6 +88,8 @@ pub enum StoreError {
     Bson(#[from] bson::de::Error),
     #[error("could not take lock `{0}` in time")]
     LockTimeout(String),
+    #[error("lost lock `{0}` to another holder (it ran out)")]
+    LockLost(String),
     #[error("migration failed")]
     Migration(#[from] migrations::MigrationError),
 }
@@ -175,14 +179,18 @@ impl Error {
                 ChatError::Forbidden => (403, "forbidden"),
                 ChatError::InvalidCursor => (400, "invalid_cursor"),
                 ChatError::UnknownEvent(_) => (400, "unknown_event"),
+                ChatError::ClientIdConflict => (409, "client_id_conflict"),
             },
-            Error::Store(StoreError::LockTimeout(_)) => (503, "busy"),
-            Error::Store(_) => (503, "store_unavailable"),
+            Error::Store(StoreError::LockTimeout(_) | StoreError::LockLost(_)) => (503, "busy"),
+            Error::Store(_) => (503, "unavailable"),
             Error::Push(PushError::PayloadTooLarge) => (413, "payload_too_large"),
             Error::Push(_) => (502, "push_failed"),
         };
         let message = match self {
             // Internal failures get a fixed message: their details belong in the logs.
+            Error::Store(StoreError::LockTimeout(_) | StoreError::LockLost(_)) => {
+                "the service is busy; try again".to_owned()
+            }
             Error::Store(_) => "the database is unavailable; try again".to_owned(),
             Error::Push(PushError::Management(_) | PushError::Invoke(_)) => {
                 "could not reach the WebSocket API; try again".to_owned()

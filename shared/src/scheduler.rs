@@ -18,7 +18,7 @@ use serde_json::Value;
 use crate::api::TypingEvent;
 use crate::app::App;
 use crate::domain::{ConnectionId, UserId};
-use crate::error::{InputError, PushError, Result};
+use crate::error::{InputError, Result};
 use crate::realtime::events::ServerEvent;
 use crate::realtime::fanout::{self, Due};
 use crate::realtime::{connections, phantom};
@@ -31,9 +31,9 @@ use crate::time;
 #[serde(tag = "task", rename_all = "snake_case")]
 pub enum Task {
     /// Post the Engine.IO open packet to a new Socket.IO connection.
-    Open { connection_id: String },
+    Open { connection_id: ConnectionId },
     /// Welcome a new plain-JSON connection and deliver what waited for it.
-    Welcome { connection_id: String },
+    Welcome { connection_id: ConnectionId },
     /// Deliver `user`'s messages that are due at `not_before_ms` (epoch milliseconds).
     Deliver { user: UserId, not_before_ms: i64 },
     /// End a phantom typing indicator.
@@ -54,9 +54,7 @@ pub struct Report {
     pub phantoms: usize,
 }
 
-/// How long to keep trying to post to a connection that does not exist yet: `$connect`
-/// returns before API Gateway establishes the connection.
-const ESTABLISH_WAIT: Duration = Duration::from_secs(5);
+use crate::realtime::fanout::ESTABLISH_WAIT;
 /// How late a message must be before the sweep delivers it.
 const OVERDUE_GRACE: Duration = Duration::from_secs(2);
 /// The longest a delivery task waits for its due time.
@@ -86,14 +84,19 @@ async fn sleep_until_ms(at_ms: i64) {
     }
 }
 
+/// Runs one task. Lambda retries a failed asynchronous invocation, so every task is safe to
+/// run twice: an opened connection is not opened again, a live one not welcomed again, and
+/// deliveries only push what is still undelivered.
 pub async fn run_task(app: &App, task: Task) -> Result<Report> {
     let mut report = Report::default();
     match task {
-        Task::Open { connection_id } => {
-            let id = ConnectionId::parse(&connection_id)?;
+        Task::Open { connection_id: id } => {
             let Some(conn) = connections::get(app, &id).await? else {
                 return Ok(report);
             };
+            if conn.opened {
+                return Ok(report);
+            }
             let ws = &app.config.ws;
             let open = socketio::open_packet(
                 conn.eio_sid.as_deref().unwrap_or_default(),
@@ -101,34 +104,38 @@ pub async fn run_task(app: &App, task: Task) -> Result<Report> {
                 ws.ping_timeout.as_millis() as u64,
                 u64::from(ws.max_payload),
             );
-            if post_when_established(app, &id, open).await {
-                let now = time::to_bson(time::now());
-                app.store
-                    .connections
-                    .update_one(
-                        doc! { "_id": id.as_str() },
-                        doc! { "$set": { "opened": true, "last_ping": now, "last_seen": now } },
-                    )
-                    .await?;
+            // Claim the open first, so a concurrent retry of this task posts nothing.
+            let now = time::to_bson(time::now());
+            let claimed = app
+                .store
+                .connections
+                .update_one(
+                    doc! { "_id": id.as_str(), "opened": false },
+                    doc! { "$set": { "opened": true, "last_ping": now, "last_seen": now } },
+                )
+                .await?;
+            if claimed.modified_count == 0 {
+                return Ok(report);
+            }
+            if fanout::post_when_established(app, &id, open).await {
                 report.opened = 1;
             } else {
                 connections::remove(app, &id).await?;
             }
         }
-        Task::Welcome { connection_id } => {
-            let id = ConnectionId::parse(&connection_id)?;
-            let Some(user) = connections::get(app, &id).await?.and_then(|c| c.user()) else {
+        Task::Welcome { connection_id: id } => {
+            let Some(conn) = connections::get(app, &id).await? else {
                 return Ok(report);
             };
+            let Some(user) = conn.user() else {
+                return Ok(report);
+            };
+            if conn.live {
+                return Ok(report);
+            }
             // An empty probe would be visible to the client; wait with the real first frame.
-            let pending = fanout::pending_count(app, user).await?;
-            let welcome = ServerEvent::System(crate::api::SystemEvent::Welcome {
-                user_id: user,
-                pending,
-            });
-            if post_when_established(app, &id, welcome.frame(Protocol::Json)).await {
+            if fanout::go_live(app, &id, Protocol::Json, user, true).await? {
                 report.opened = 1;
-                crate::realtime::ws::go_live(app, &id, user).await?;
             } else {
                 connections::remove(app, &id).await?;
             }
@@ -156,25 +163,6 @@ pub async fn run_task(app: &App, task: Task) -> Result<Report> {
         }
     }
     Ok(report)
-}
-
-/// Posts `frame`, retrying while API Gateway still reports the connection gone.
-async fn post_when_established(app: &App, id: &ConnectionId, frame: String) -> bool {
-    let started = std::time::Instant::now();
-    let mut pause = Duration::from_millis(5);
-    loop {
-        match app.pusher.post(id, frame.clone()).await {
-            Ok(()) => return true,
-            Err(PushError::Gone) if started.elapsed() < ESTABLISH_WAIT => {
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_millis(100));
-            }
-            Err(e) => {
-                tracing::info!(error = %e, connection = %id, "connection never became reachable");
-                return false;
-            }
-        }
-    }
 }
 
 /// The periodic sweep.
@@ -249,37 +237,53 @@ async fn heartbeat(app: &App, report: &mut Report) -> Result<()> {
 }
 
 /// Undelivered messages whose time has come (with a grace, so deliveries in flight are not
-/// repeated), for recipients who are connected.
+/// repeated), for recipients who are online: page through every online user (never
+/// starved by offline backlogs, which wait for their recipient's connect), ask which of a
+/// page have overdue messages, and deliver to each; one recipient's failure does not stop
+/// the others.
 async fn deliver_overdue(app: &App) -> Result<usize> {
-    let now =
+    const USERS_PER_PAGE: usize = 500;
+    let overdue =
         time::to_bson(time::now() - chrono::TimeDelta::from_std(OVERDUE_GRACE).unwrap_or_default());
-    let due: Vec<bson::Document> = app
+    let mut online: Vec<UserId> = app
         .store
-        .messages
-        .clone_with_type::<bson::Document>()
-        .find(doc! { "delivered_at": bson::Bson::Null, "deliver_after": { "$lte": now } })
-        .projection(doc! { "to": 1 })
-        .limit(2000)
-        .await?
-        .try_collect()
-        .await?;
-    let mut recipients: Vec<UserId> = due
-        .iter()
-        .filter_map(|d| d.get_object_id("to").ok().map(UserId::from_object_id))
-        .collect();
-    recipients.sort();
-    recipients.dedup();
-    if recipients.is_empty() {
-        return Ok(0);
-    }
-    let online: Vec<UserId> = connections::of_users(app, &recipients)
+        .connections
+        .distinct(
+            "user_id",
+            doc! { "live": true, "user_id": { "$ne": bson::Bson::Null } },
+        )
         .await?
         .iter()
-        .filter_map(ConnectionDoc::user)
+        .filter_map(|v| v.as_object_id().map(UserId::from_object_id))
         .collect();
+    online.sort();
+    online.dedup();
     let mut delivered = 0;
-    for user in recipients.into_iter().filter(|u| online.contains(u)) {
-        delivered += fanout::deliver_pending(app, user, Due::Now).await?;
+    for page in online.chunks(USERS_PER_PAGE) {
+        let ids: Vec<bson::oid::ObjectId> = page.iter().map(UserId::object_id).collect();
+        let waiting = app
+            .store
+            .messages
+            .distinct(
+                "to",
+                doc! {
+                    "to": { "$in": ids },
+                    "delivered_at": bson::Bson::Null,
+                    "deliver_after": { "$lte": overdue },
+                },
+            )
+            .await?;
+        for user in waiting
+            .iter()
+            .filter_map(|v| v.as_object_id().map(UserId::from_object_id))
+        {
+            match fanout::deliver_pending(app, user, Due::Now).await {
+                Ok(n) => delivered += n,
+                Err(e) => {
+                    tracing::warn!(error = %e, %user, "sweep could not deliver; next sweep retries")
+                }
+            }
+        }
     }
     Ok(delivered)
 }
@@ -354,8 +358,10 @@ mod tests {
         assert_eq!(
             open,
             Task::Open {
-                connection_id: "abc=".into()
+                connection_id: ConnectionId::parse("abc=").expect("id")
             }
         );
+        // Ids are parsed at the edge: a task naming a malformed connection is refused.
+        assert!(serde_json::from_str::<Task>(r#"{"task":"open","connection_id":"a b"}"#).is_err());
     }
 }

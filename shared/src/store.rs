@@ -139,13 +139,27 @@ pub struct NamespaceJoin {
     pub sid: String,
 }
 
-/// `locks`: short leases that serialise work on one key (e.g. one recipient's deliveries).
+/// `locks`: short leases that serialise work on one key (e.g. one recipient's inbox). A
+/// TTL index on `until` forgets a lease an hour after it ran out.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LockDoc {
     #[serde(rename = "_id")]
     pub key: String,
     pub owner: ObjectId,
     pub until: DateTime,
+    /// What the last holder recorded for the next one (an inbox: its newest `created_at`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<DateTime>,
+}
+
+/// A lease held on one key; give it back with [`Store::release`].
+#[derive(Debug)]
+pub struct Lease {
+    pub key: String,
+    owner: ObjectId,
+    ttl: Duration,
+    /// The `last` the previous holder recorded.
+    pub last: Option<DateTime>,
 }
 
 /// Typed handles on every collection.
@@ -173,42 +187,34 @@ impl Store {
         }
     }
 
-    /// Applies pending migrations (`RUN_MIGRATIONS=1` at cold start).
-    pub async fn migrate(&self) -> Result<()> {
-        migrations::run_pending(&self.db)
-            .await
-            .map_err(StoreError::from)?;
-        Ok(())
-    }
-
-    /// Runs `work` while holding the lease `key`, waiting up to `wait` for it. The lease
-    /// expires by itself after `lease` should the holder die.
-    pub async fn with_lock<T, F>(
-        &self,
-        key: &str,
-        lease: Duration,
-        wait: Duration,
-        work: F,
-    ) -> Result<T>
-    where
-        F: AsyncFnOnce() -> Result<T>,
-    {
+    /// Takes the lease `key` for `ttl`, waiting up to `wait` while another holder has it. A
+    /// holder that dies loses the lease when `ttl` runs out; a long holder renews it.
+    pub async fn acquire(&self, key: &str, ttl: Duration, wait: Duration) -> Result<Lease> {
         let owner = ObjectId::new();
         let started = std::time::Instant::now();
         let mut pause = Duration::from_millis(2);
         loop {
             let now = DateTime::now();
-            let until = DateTime::from_millis(now.timestamp_millis() + lease.as_millis() as i64);
+            let until = DateTime::from_millis(now.timestamp_millis() + ttl.as_millis() as i64);
+            // Matches only a lease that ran out; while one is held the upsert collides on `_id`.
             let taken = self
                 .locks
-                .update_one(
+                .find_one_and_update(
                     doc! { "_id": key, "until": { "$lt": now } },
                     doc! { "$set": { "owner": owner, "until": until } },
                 )
                 .upsert(true)
+                .return_document(mongodb::options::ReturnDocument::After)
                 .await;
             match taken {
-                Ok(_) => break,
+                Ok(doc) => {
+                    return Ok(Lease {
+                        key: key.to_owned(),
+                        owner,
+                        ttl,
+                        last: doc.and_then(|d| d.last),
+                    });
+                }
                 Err(e) if is_duplicate_key(&e) => {
                     if started.elapsed() > wait {
                         return Err(StoreError::LockTimeout(key.to_owned()).into());
@@ -219,18 +225,56 @@ impl Store {
                 Err(e) => return Err(e.into()),
             }
         }
-        let result = work().await;
+    }
+
+    /// Extends a lease by its ttl from now; `false` when it was lost (ran out and another
+    /// holder took it), and the work under it must stop.
+    pub async fn renew(&self, lease: &Lease) -> Result<bool> {
+        let now = DateTime::now();
+        let until = DateTime::from_millis(now.timestamp_millis() + lease.ttl.as_millis() as i64);
+        let res = self
+            .locks
+            .update_one(
+                doc! { "_id": &lease.key, "owner": lease.owner },
+                doc! { "$set": { "until": until } },
+            )
+            .await?;
+        Ok(res.matched_count == 1)
+    }
+
+    /// Gives a lease back, recording `last` for the next holder when given.
+    pub async fn release(&self, lease: Lease, last: Option<DateTime>) {
+        let mut set = doc! { "until": DateTime::now() };
+        if let Some(last) = last {
+            set.insert("last", last);
+        }
         let released = self
             .locks
             .update_one(
-                doc! { "_id": key, "owner": owner },
-                doc! { "$set": { "until": DateTime::from_millis(0) } },
+                doc! { "_id": &lease.key, "owner": lease.owner },
+                doc! { "$set": set },
             )
             .await;
         if let Err(e) = released {
             // The lease runs out by itself; the work's own result matters more.
-            tracing::warn!(error = %e, key, "could not release lock");
+            tracing::warn!(error = %e, key = lease.key, "could not release a lease");
         }
+    }
+
+    /// Runs `work` while holding the lease `key` (see [`Store::acquire`]).
+    pub async fn with_lock<T, F>(
+        &self,
+        key: &str,
+        ttl: Duration,
+        wait: Duration,
+        work: F,
+    ) -> Result<T>
+    where
+        F: AsyncFnOnce(&Lease) -> Result<T>,
+    {
+        let lease = self.acquire(key, ttl, wait).await?;
+        let result = work(&lease).await;
+        self.release(lease, None).await;
         result
     }
 }

@@ -100,8 +100,7 @@ test("plain-JSON client: errors arrive as system frames and the connection stays
   await nextSystemError(j, "invalid_user_id");
   sendJson(j, { action: "send_message", to: "0123456789abcdef01234567", text: "hi" });
   await nextSystemError(j, "unknown_user");
-  await expectNoEvent(s, "message", 300);
-  await expectNoEvent(j, "$close", 0);
+  await Promise.all([expectNoEvent(s, "message", 300), expectNoEvent(j, "$close", 300)]);
 
   sendJson(j, { action: "send_message", to: sam.user_id, text: "works" });
   assert.equal((await nextEvent(s, "message")).text, "works");

@@ -174,6 +174,8 @@ export async function nextEvents(sock, name, n, timeoutMs = EVENT_TIMEOUT_MS, pr
 
 /** Waits `waitMs`, then asserts no (unconsumed) `name` event matching `pred` arrived. */
 export async function expectNoEvent(sock, name, waitMs = 600, pred = () => true) {
+  // A check that does not wait cannot see a late event, so it could never fail.
+  assert.ok(waitMs >= 200, `expectNoEvent needs a real wait (got ${waitMs} ms)`);
   await sleep(waitMs);
   const inbox = inboxOf(sock);
   const hit = inbox.items.find((e) => e.name === name && pred(e.data));

@@ -189,6 +189,8 @@ class EventRecorder:
 
     def assert_none(self, event: str, pred: Predicate = None, within: float = QUIET) -> None:
         """Assert no matching event arrives (or has arrived) within ``within`` seconds."""
+        # A check that does not wait cannot see a late event, so it could never fail.
+        assert within >= 0.2, f"assert_none needs a real wait (got {within}s)"
         deadline = time.monotonic() + within
         with self._cond:
             while True:

@@ -119,9 +119,16 @@ pub struct EnvOptions {
 }
 
 impl Default for EnvOptions {
+    /// The experiments are off unless `CHAT_TEST_EXPERIMENTS=on`, which runs every test
+    /// with the production defaults (latency illusion, drift, chronology on); tests that
+    /// need them off or on say so themselves.
     fn default() -> Self {
+        let experiments = match std::env::var("CHAT_TEST_EXPERIMENTS").as_deref() {
+            Ok("on") => "on",
+            _ => "off",
+        };
         let vars = [
-            ("CHAT_EXPERIMENTS", "off"),
+            ("CHAT_EXPERIMENTS", experiments),
             ("RUN_MIGRATIONS", "1"),
             ("PING_INTERVAL_MS", "1000"),
             ("PING_TIMEOUT_MS", "1000"),
@@ -159,10 +166,15 @@ impl TestEnv {
     pub async fn with(options: EnvOptions) -> TestEnv {
         let db_name = unique_db_name();
         let mut vars = options.vars.clone();
-        vars.insert("MONGO_URI".into(), mongo_uri().to_owned());
+        vars.entry("MONGO_URI".into())
+            .or_insert_with(|| mongo_uri().to_owned());
         vars.insert("MONGO_DB".into(), db_name.clone());
         let config = Config::from_lookup(|k| vars.get(k).cloned()).expect("test config is valid");
-        let mut gw = Options::local(config);
+        // The gateway as `make dev` runs it (several instances, concurrent frames), unless
+        // the test or the environment (`GATEWAY_*`) says otherwise.
+        let mut gw = Options::local(config)
+            .with_env(|k| vars.get(k).cloned().or_else(|| std::env::var(k).ok()))
+            .expect("gateway settings are valid");
         gw.port = 0;
         gw.schedule_every = options.schedule_every;
         gw.limits = options.limits;
@@ -190,4 +202,107 @@ pub fn s<'a>(v: &'a Value, key: &str) -> &'a str {
     v[key]
         .as_str()
         .unwrap_or_else(|| panic!("`{key}` is not a string in {v}"))
+}
+
+/// Polls `check` until it holds, failing the test with `what` after `limit`: how tests wait
+/// for a condition (never a fixed sleep).
+pub async fn eventually<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !check().await {
+        assert!(started.elapsed() < limit, "not within {limit:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// How many documents of `collection` match `filter`.
+pub async fn count(db: &mongodb::Database, collection: &str, filter: bson::Document) -> u64 {
+    db.collection::<bson::Document>(collection)
+        .count_documents(filter)
+        .await
+        .unwrap()
+}
+
+/// A `secantusd-rs` of one test's own, on a fixed port and data folder, that the test can
+/// stop and start again (the shared server of [`mongo_uri`] must never stop).
+pub struct DbServer {
+    dir: PathBuf,
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl DbServer {
+    pub fn start() -> DbServer {
+        let dir = workspace_root().join("target/test-data").join(format!(
+            "own-{}-{}",
+            std::process::id(),
+            unique_db_name()
+        ));
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut server = DbServer {
+            dir,
+            port,
+            child: None,
+        };
+        server.up();
+        server
+    }
+
+    pub fn uri(&self) -> String {
+        format!("mongodb://127.0.0.1:{}/?directConnection=true", self.port)
+    }
+
+    /// Starts the server (again) on the same port and data, and waits until it listens.
+    pub fn up(&mut self) {
+        let log = self.dir.join("server.log");
+        let _ = std::fs::remove_file(&log);
+        let child = Command::new(secantusd_binary())
+            .args(["--port", &self.port.to_string(), "--storage-path"])
+            .arg(self.dir.join("data"))
+            .args(["--log-level", "WARNING"])
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "secantusd-rs did not come up: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops the server (SIGTERM, so it shuts down cleanly) and waits for it to exit.
+    pub fn down(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").arg(child.id().to_string()).status();
+            let started = Instant::now();
+            while child.try_wait().ok().flatten().is_none() {
+                if started.elapsed() > Duration::from_secs(20) {
+                    let _ = child.kill();
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+impl Drop for DbServer {
+    fn drop(&mut self) {
+        self.down();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }

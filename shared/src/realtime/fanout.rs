@@ -1,38 +1,44 @@
 //! Getting events to connections, and messages to recipients.
 //!
 //! [`push`] posts one event to many connections in parallel; a 410 from @connections deletes
-//! that connection's record. [`deliver_pending`] pushes a recipient's undelivered messages in
-//! order under a per-recipient lease (so two deliveries never interleave and a later message
-//! never overtakes an earlier one), marks them delivered once at least one of the
-//! recipient's connections took them, and tells the senders (`delivered`). A message nobody
-//! took stays undelivered: the next delivery, reconnect or sweep tries again.
+//! that connection's record.
+//!
+//! Messages reach a recipient through their [`Inbox`]: a lease on `inbox:<user>` under which
+//! everything that decides what a recipient's devices see happens, one holder at a time,
+//! whichever function instance it runs on:
+//! - storing a message to them (so `created_at` order, the order of history, is the order in
+//!   which messages become visible to a delivery);
+//! - pushing undelivered messages, oldest first, and marking them delivered;
+//! - a device going live (its welcome, then the backlog).
+//!
+//! So a later message never overtakes an earlier one, and no message is pushed twice to a
+//! device: a delivery only pushes messages not yet marked delivered, and only one delivery
+//! runs at a time. `delivered` goes to the sender once, for the delivery that set
+//! `delivered_at`, with that timestamp. A message nobody took stays undelivered: the next
+//! delivery, reconnect or sweep tries again.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::time::Duration;
 
 use bson::doc;
 use futures::TryStreamExt;
 use futures::future::join_all;
 
-use crate::api::{DeliveredEvent, MessageEvent};
+use crate::api::{DeliveredEvent, MessageEvent, SystemEvent};
 use crate::app::App;
 use crate::domain::{ConnectionId, MessageId, UserId};
-use crate::error::{PushError, Result};
+use crate::error::{PushError, Result, StoreError};
 use crate::realtime::connections;
 use crate::realtime::events::ServerEvent;
-use crate::store::{ConnectionDoc, MessageDoc};
+use crate::store::{ConnectionDoc, Lease, MessageDoc, Protocol, Store};
 use crate::time;
 
 /// Posts raw frames to one connection, in order; stops at the first failure. Returns how
 /// many were posted. A gone connection's record is deleted.
 pub async fn post_frames(app: &App, conn: &ConnectionId, frames: &[String]) -> usize {
     for (i, frame) in frames.iter().enumerate() {
-        match app.pusher.post(conn, frame.clone()).await {
-            Ok(()) => {}
-            Err(e) => {
-                forget_if_gone(app, conn, &e).await;
-                return i;
-            }
+        if post_frame(app, conn, frame.clone()).await.is_err() {
+            return i;
         }
     }
     frames.len()
@@ -49,6 +55,30 @@ pub async fn post_frame(
         forget_if_gone(app, conn, e).await;
     }
     res
+}
+
+/// How long to keep trying to post to a connection that does not exist yet: `$connect`
+/// returns before API Gateway establishes the connection.
+pub const ESTABLISH_WAIT: Duration = Duration::from_secs(5);
+
+/// Posts `frame`, retrying while API Gateway still reports the connection gone (the first
+/// frame after `$connect`).
+pub async fn post_when_established(app: &App, id: &ConnectionId, frame: String) -> bool {
+    let started = std::time::Instant::now();
+    let mut pause = Duration::from_millis(5);
+    loop {
+        match app.pusher.post(id, frame.clone()).await {
+            Ok(()) => return true,
+            Err(PushError::Gone) if started.elapsed() < ESTABLISH_WAIT => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
+            Err(e) => {
+                tracing::info!(error = %e, connection = %id, "connection never became reachable");
+                return false;
+            }
+        }
+    }
 }
 
 async fn forget_if_gone(app: &App, conn: &ConnectionId, e: &PushError) {
@@ -99,123 +129,312 @@ pub enum Due {
     All,
 }
 
-const LEASE: Duration = Duration::from_secs(10);
-const WAIT_FOR_LEASE: Duration = Duration::from_secs(8);
-const BATCH: i64 = 500;
+/// How long an inbox lease lasts unless renewed (a holder that dies blocks no longer).
+pub const INBOX_LEASE: Duration = Duration::from_secs(10);
+/// How long to wait for another holder of an inbox.
+const WAIT_FOR_INBOX: Duration = Duration::from_secs(8);
+/// Messages pushed between two lease renewals: at an AWS-like 15 ms a post, well inside
+/// the lease.
+const PAGE: i64 = 100;
 
-/// Pushes `recipient`'s undelivered messages; returns how many were delivered.
-pub async fn deliver_pending(app: &App, recipient: UserId, due: Due) -> Result<usize> {
-    let key = format!("inbox:{recipient}");
-    let delivered = app
-        .store
-        .with_lock(&key, LEASE, WAIT_FOR_LEASE, async || {
-            deliver_locked(app, recipient, due).await
+/// Connections already read from the database for some users (to save a round trip).
+#[derive(Debug, Clone, Copy)]
+pub struct Known<'a> {
+    pub users: &'a [UserId],
+    pub conns: &'a [ConnectionDoc],
+}
+
+impl Known<'_> {
+    fn of(&self, user: UserId) -> Option<Vec<ConnectionDoc>> {
+        self.users.contains(&user).then(|| {
+            self.conns
+                .iter()
+                .filter(|c| c.user() == Some(user))
+                .cloned()
+                .collect()
         })
-        .await?;
-    let count = delivered.len();
-    notify_senders(app, recipient, delivered).await?;
-    Ok(count)
+    }
 }
 
-async fn deliver_locked(
-    app: &App,
-    recipient: UserId,
-    due: Due,
-) -> Result<Vec<(MessageDoc, time::Timestamp)>> {
-    let pending: Vec<MessageDoc> = app
-        .store
-        .messages
-        .find(doc! { "to": recipient.object_id(), "delivered_at": bson::Bson::Null })
-        .sort(doc! { "created_at": 1, "_id": 1 })
-        .limit(BATCH)
-        .await?
-        .try_collect()
-        .await?;
-    let now = time::now();
-    let cut = match due {
-        Due::All => pending.len(),
-        Due::Now => pending
-            .iter()
-            .rposition(|m| time::from_bson(m.deliver_after) <= now)
-            .map_or(0, |i| i + 1),
-    };
-    let batch = &pending[..cut];
-    if batch.is_empty() {
-        return Ok(Vec::new());
+async fn conns_of(app: &App, user: UserId, known: Option<Known<'_>>) -> Result<Vec<ConnectionDoc>> {
+    match known.and_then(|k| k.of(user)) {
+        Some(c) => Ok(c),
+        None => connections::of_users(app, &[user]).await,
     }
-    let conns = connections::of_users(app, &[recipient]).await?;
-    if conns.is_empty() {
-        return Ok(Vec::new());
-    }
-    // Each connection gets the batch in order; connections in parallel. Message i counts as
-    // delivered when some connection took frames 0..=i.
-    let posts = conns.iter().filter_map(|c| {
-        let id = c.id()?;
-        let frames: Vec<String> = batch
-            .iter()
-            .map(|m| ServerEvent::Message(message_event(m)).frame(c.protocol))
-            .collect();
-        Some(async move { post_frames(app, &id, &frames).await })
-    });
-    let taken = join_all(posts).await.into_iter().max().unwrap_or(0);
-    let delivered = &batch[..taken];
-    if delivered.is_empty() {
-        return Ok(Vec::new());
-    }
-    let (at, _) = mark_delivered(app, delivered.iter().map(|m| m.id).collect()).await?;
-    Ok(delivered.iter().map(|m| (m.clone(), at)).collect())
 }
 
-/// Sets `delivered_at` on those of `messages` not delivered yet; returns the time it set and
-/// how many it changed (0 when another delivery got there first).
-pub async fn mark_delivered(
+/// A message this delivery marked delivered, with the time it set.
+#[derive(Debug, Clone)]
+pub struct Delivered {
+    pub message: MessageDoc,
+    pub at: time::Timestamp,
+}
+
+/// One recipient's inbox, held under its lease (see the module docs). Give it back with
+/// [`Inbox::close`]; one dropped without it is given back in the background.
+#[derive(Debug)]
+pub struct Inbox {
+    pub user: UserId,
+    store: Store,
+    lease: Option<Lease>,
+    newest: Option<bson::DateTime>,
+}
+
+impl Inbox {
+    pub async fn open(app: &App, user: UserId) -> Result<Inbox> {
+        let lease = app
+            .store
+            .acquire(&format!("inbox:{user}"), INBOX_LEASE, WAIT_FOR_INBOX)
+            .await?;
+        Ok(Inbox {
+            user,
+            store: app.store.clone(),
+            lease: Some(lease),
+            newest: None,
+        })
+    }
+
+    /// The `created_at` of a message stored now: after every message already in this inbox,
+    /// even if this instance's clock is behind the last holder's.
+    pub fn next_created_at(&mut self) -> time::Timestamp {
+        let now = time::now();
+        let last = self
+            .newest
+            .or_else(|| self.lease.as_ref().and_then(|l| l.last))
+            .map(time::from_bson);
+        let at = match last {
+            Some(l) if l >= now => l + chrono::TimeDelta::milliseconds(1),
+            _ => now,
+        };
+        self.newest = Some(time::to_bson(at));
+        at
+    }
+
+    /// Gives the lease back.
+    pub async fn close(mut self) {
+        if let Some(lease) = self.lease.take() {
+            self.store.release(lease, self.newest).await;
+        }
+    }
+
+    async fn renew(&self) -> Result<()> {
+        let Some(lease) = &self.lease else {
+            return Ok(());
+        };
+        if self.store.renew(lease).await? {
+            Ok(())
+        } else {
+            Err(StoreError::LockLost(lease.key.clone()).into())
+        }
+    }
+
+    /// Pushes the inbox's undelivered messages (those `due`), oldest first, to every live
+    /// connection of its user, page by page; marks them delivered and tells their senders.
+    /// Returns what this call marked delivered.
+    pub async fn deliver(
+        &self,
+        app: &App,
+        due: Due,
+        known: Option<Known<'_>>,
+    ) -> Result<Vec<Delivered>> {
+        let mut conns: Option<Vec<ConnectionDoc>> = None;
+        let mut failed: HashSet<ConnectionId> = HashSet::new();
+        let mut delivered = Vec::new();
+        loop {
+            let pending: Vec<MessageDoc> = app
+                .store
+                .messages
+                .find(doc! { "to": self.user.object_id(), "delivered_at": bson::Bson::Null })
+                .sort(doc! { "created_at": 1, "_id": 1 })
+                .limit(PAGE)
+                .await?
+                .try_collect()
+                .await?;
+            let full_page = pending.len() as i64 == PAGE;
+            let now = time::now();
+            let cut = match due {
+                Due::All => pending.len(),
+                Due::Now => pending
+                    .iter()
+                    .rposition(|m| time::from_bson(m.deliver_after) <= now)
+                    .map_or(0, |i| i + 1),
+            };
+            let batch = &pending[..cut];
+            if batch.is_empty() {
+                break;
+            }
+            if conns.is_none() {
+                conns = Some(conns_of(app, self.user, known).await?);
+            }
+            let targets: Vec<(ConnectionId, Protocol)> = conns
+                .iter()
+                .flatten()
+                .filter_map(|c| Some((c.id()?, c.protocol)))
+                .filter(|(id, _)| !failed.contains(id))
+                .collect();
+            if targets.is_empty() {
+                break;
+            }
+            // Each connection gets the page in order; connections in parallel. Message i
+            // counts as delivered when some connection took frames 0..=i. A connection that
+            // missed a frame gets nothing more from this delivery (it would see a gap).
+            let posts = targets.iter().map(|(id, protocol)| {
+                let frames: Vec<String> = batch
+                    .iter()
+                    .map(|m| ServerEvent::Message(message_event(m)).frame(*protocol))
+                    .collect();
+                async move { (id, post_frames(app, id, &frames).await) }
+            });
+            let mut taken = 0;
+            for (id, posted) in join_all(posts).await {
+                taken = taken.max(posted);
+                if posted < batch.len() {
+                    failed.insert(id.clone());
+                }
+            }
+            if taken == 0 {
+                break;
+            }
+            let marked = mark_delivered(app, &batch[..taken]).await?;
+            delivered.extend(marked);
+            if taken < batch.len() || cut < pending.len() || !full_page {
+                break;
+            }
+            self.renew().await?;
+        }
+        notify_senders(app, self.user, &delivered, known).await?;
+        Ok(delivered)
+    }
+}
+
+impl Drop for Inbox {
+    fn drop(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            let store = self.store.clone();
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                let newest = self.newest;
+                rt.spawn(async move { store.release(lease, newest).await });
+            }
+        }
+    }
+}
+
+/// Delivers what waits for `recipient` under their inbox lease; returns how many messages
+/// this call marked delivered.
+pub async fn deliver_pending(app: &App, recipient: UserId, due: Due) -> Result<usize> {
+    let inbox = Inbox::open(app, recipient).await?;
+    let result = inbox.deliver(app, due, None).await;
+    inbox.close().await;
+    Ok(result?.len())
+}
+
+/// A device goes live under its user's inbox lease: its first frames (the welcome, with the
+/// exact count of what waits), then live, then the backlog, oldest first. Nothing can
+/// overtake the welcome, and no delivery can run between the welcome and the backlog, so a
+/// message sent meanwhile reaches this device too. `first_needs_establishing`: the
+/// connection may not exist yet in API Gateway (a plain-JSON client's first frame).
+pub async fn go_live(
     app: &App,
-    messages: Vec<bson::oid::ObjectId>,
-) -> Result<(time::Timestamp, u64)> {
+    id: &ConnectionId,
+    protocol: Protocol,
+    user: UserId,
+    first_needs_establishing: bool,
+) -> Result<bool> {
+    let inbox = Inbox::open(app, user).await?;
+    let result = async {
+        let pending = pending_count(app, user).await?;
+        let welcome = ServerEvent::System(SystemEvent::Welcome {
+            user_id: user,
+            pending,
+        })
+        .frame(protocol);
+        let posted = if first_needs_establishing {
+            post_when_established(app, id, welcome).await
+        } else {
+            post_frame(app, id, welcome).await.is_ok()
+        };
+        if !posted || !connections::set_live(app, id).await? {
+            return Ok(false);
+        }
+        inbox.deliver(app, Due::All, None).await?;
+        Ok(true)
+    }
+    .await;
+    inbox.close().await;
+    result
+}
+
+/// Sets `delivered_at` on those of `batch` not delivered yet; returns the ones this call
+/// changed (another path, e.g. a `read`, may have got to some first).
+async fn mark_delivered(app: &App, batch: &[MessageDoc]) -> Result<Vec<Delivered>> {
     let at = time::now();
+    let ids: Vec<bson::oid::ObjectId> = batch.iter().map(|m| m.id).collect();
     let res = app
         .store
         .messages
         .update_many(
-            doc! { "_id": { "$in": messages }, "delivered_at": bson::Bson::Null },
+            doc! { "_id": { "$in": &ids }, "delivered_at": bson::Bson::Null },
             doc! { "$set": { "delivered_at": time::to_bson(at) } },
         )
         .await?;
-    Ok((at, res.modified_count))
+    if res.modified_count as usize == batch.len() {
+        return Ok(batch
+            .iter()
+            .map(|m| Delivered {
+                message: m.clone(),
+                at,
+            })
+            .collect());
+    }
+    let ours: HashSet<bson::oid::ObjectId> = app
+        .store
+        .messages
+        .find(doc! { "_id": { "$in": &ids }, "delivered_at": time::to_bson(at) })
+        .projection(doc! { "_id": 1 })
+        .await?
+        .try_collect::<Vec<MessageDoc>>()
+        .await
+        .map(|v| v.into_iter().map(|m| m.id).collect())
+        .or_else(|_| Ok::<_, mongodb::error::Error>(HashSet::new()))?;
+    Ok(batch
+        .iter()
+        .filter(|m| ours.contains(&m.id))
+        .map(|m| Delivered {
+            message: m.clone(),
+            at,
+        })
+        .collect())
 }
 
-/// `delivered` to each sender's connections.
+/// `delivered` to each sender's connections, once per message this delivery marked.
 async fn notify_senders(
     app: &App,
     recipient: UserId,
-    delivered: Vec<(MessageDoc, time::Timestamp)>,
+    delivered: &[Delivered],
+    known: Option<Known<'_>>,
 ) -> Result<()> {
-    if delivered.is_empty() {
-        return Ok(());
-    }
     let mut senders: Vec<UserId> = delivered
         .iter()
-        .map(|(m, _)| UserId::from_object_id(m.from))
+        .map(|d| UserId::from_object_id(d.message.from))
         .collect();
     senders.sort();
     senders.dedup();
-    let conns = connections::of_users(app, &senders).await?;
-    let mut by_user: HashMap<UserId, Vec<ConnectionDoc>> = HashMap::new();
-    for c in conns {
-        if let Some(u) = c.user() {
-            by_user.entry(u).or_default().push(c);
-        }
-    }
-    for (m, at) in delivered {
-        let Some(conns) = by_user.get(&UserId::from_object_id(m.from)) else {
+    for sender in senders {
+        let conns = conns_of(app, sender, known).await?;
+        if conns.is_empty() {
             continue;
-        };
-        let event = ServerEvent::Delivered(DeliveredEvent {
-            message_id: MessageId::from_object_id(m.id),
-            to: recipient,
-            delivered_at: at,
-        });
-        push(app, conns, &event).await;
+        }
+        for d in delivered
+            .iter()
+            .filter(|d| UserId::from_object_id(d.message.from) == sender)
+        {
+            let event = ServerEvent::Delivered(DeliveredEvent {
+                message_id: MessageId::from_object_id(d.message.id),
+                to: recipient,
+                delivered_at: d.at,
+            });
+            push(app, &conns, &event).await;
+        }
     }
     Ok(())
 }

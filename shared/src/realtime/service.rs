@@ -17,7 +17,7 @@ use crate::domain::{ClientMsgId, ConnectionId, MessageId, MessageText, UserId};
 use crate::error::{ChatError, InputError, Result};
 use crate::realtime::connections;
 use crate::realtime::events::ServerEvent;
-use crate::realtime::fanout;
+use crate::realtime::fanout::{self, Due, Inbox};
 use crate::scheduler::Task;
 use crate::store::Protocol;
 use crate::time;
@@ -58,15 +58,19 @@ impl ClientEvent {
     }
 }
 
-/// A stored message whose fan-out is still to do (after the sender got its ack).
+/// A stored message whose fan-out is still to do (after the sender got its ack). It holds
+/// the recipient's inbox until [`Sent::fan_out`] has delivered it.
 #[derive(Debug)]
 pub struct Sent {
     pub event: MessageEvent,
-    created: bool,
     delay: Option<Duration>,
+    inbox: Option<Inbox>,
 }
 
-/// `send_message`: validates and stores. Call [`Sent::fan_out`] next.
+/// `send_message`: validates, then stores under the recipient's inbox lease (which orders
+/// it after every message already sent to them). Call [`Sent::fan_out`] next. A retry of an
+/// earlier send (same `client_id`, same `to` and `text`) returns the original and fans out
+/// nothing; the same `client_id` with another `to` or `text` is `client_id_conflict`.
 pub async fn send_message(app: &App, caller: &Caller, args: SendMessageArgs) -> Result<Sent> {
     let to = UserId::parse(&args.to)?;
     let text = MessageText::parse(&args.text)?;
@@ -75,72 +79,80 @@ pub async fn send_message(app: &App, caller: &Caller, args: SendMessageArgs) -> 
         .as_deref()
         .map(ClientMsgId::parse)
         .transpose()?;
+    if to == caller.user {
+        return Err(ChatError::SelfMessage.into());
+    }
+    if !crate::users::exists(app, to).await? {
+        return Err(ChatError::UnknownUser.into());
+    }
+    let mut inbox = Inbox::open(app, to).await?;
+    let created_at = inbox.next_created_at();
     let delay = app.experiments.delivery_delay();
     let deliver_after =
-        delay.map(|d| time::now() + chrono::TimeDelta::from_std(d).unwrap_or_default());
-    let stored = chat::store_message(
-        app,
-        NewMessage {
-            from: caller.user,
-            to,
-            text,
-            client_id,
-        },
-        deliver_after,
-    )
-    .await?;
+        delay.map(|d| created_at + chrono::TimeDelta::from_std(d).unwrap_or_default());
+    let new = NewMessage {
+        from: caller.user,
+        to,
+        text,
+        client_id,
+    };
+    let stored = match chat::store_message(app, new, created_at, deliver_after).await {
+        Ok(s) => s,
+        Err(e) => {
+            inbox.close().await;
+            return Err(e);
+        }
+    };
+    let inbox = if stored.created {
+        Some(inbox)
+    } else {
+        inbox.close().await;
+        None
+    };
     Ok(Sent {
         event: fanout::message_event(&stored.message),
-        created: stored.created,
         delay,
+        inbox,
     })
 }
 
 impl Sent {
-    /// Echoes the message to the sender's connections and delivers it to the recipient's:
-    /// at once, or after the latency illusion's delay through the scheduler. A retry of an
-    /// earlier send (same `client_id`) is not fanned out again. Failures here lose nothing:
-    /// the message is stored and stays undelivered until a push succeeds (the recipient's
-    /// next connect, or the sweep).
-    ///
-    /// Without a delay the message goes straight to the recipient's connections and is
-    /// marked delivered with one conditional update: one connections query serves the echo,
-    /// the delivery and the `delivered` notice. Frames from one connection are handled in
-    /// order, so a sender's messages reach the recipient in order.
-    pub async fn fan_out(&self, app: &App) {
-        if !self.created {
+    /// Echoes the message to the sender's connections and delivers it to the recipient's,
+    /// still under the inbox lease: at once (with anything older that waited), or, with the
+    /// latency illusion's delay, through the scheduler. Failures here lose nothing: the
+    /// message is stored and stays undelivered until a push succeeds (the recipient's next
+    /// connect, or the sweep).
+    pub async fn fan_out(mut self, app: &App) {
+        let Some(inbox) = self.inbox.take() else {
             return;
-        }
-        if let Err(e) = self.fan_out_inner(app).await {
+        };
+        if let Err(e) = self.fan_out_inner(app, &inbox).await {
             tracing::warn!(error = %e, "fan-out failed; the message stays undelivered until a push succeeds");
         }
+        inbox.close().await;
     }
 
-    async fn fan_out_inner(&self, app: &App) -> Result<()> {
+    async fn fan_out_inner(&self, app: &App, inbox: &Inbox) -> Result<()> {
         let (from, to) = (self.event.from, self.event.to);
-        let conns = connections::of_users(app, &[from, to]).await?;
-        let (senders, recipients): (Vec<_>, Vec<_>) =
-            conns.into_iter().partition(|c| c.user() == Some(from));
+        let users = [from, to];
+        let conns = connections::of_users(app, &users).await?;
+        let senders: Vec<_> = conns
+            .iter()
+            .filter(|c| c.user() == Some(from))
+            .cloned()
+            .collect();
         let message = ServerEvent::Message(self.event.clone());
         match self.delay {
             None => {
-                let (_, took) = futures::join!(
+                let known = fanout::Known {
+                    users: &users,
+                    conns: &conns,
+                };
+                let (_, delivered) = futures::join!(
                     fanout::push(app, &senders, &message),
-                    fanout::push(app, &recipients, &message)
+                    inbox.deliver(app, Due::Now, Some(known))
                 );
-                if took.is_empty() {
-                    return Ok(());
-                }
-                let (at, marked) =
-                    fanout::mark_delivered(app, vec![self.event.message_id.object_id()]).await?;
-                if marked == 1 {
-                    let delivered = ServerEvent::Delivered(DeliveredEvent {
-                        message_id: self.event.message_id,
-                        to,
-                        delivered_at: at,
-                    });
-                    fanout::push(app, &senders, &delivered).await;
-                }
+                delivered?;
             }
             Some(delay) => {
                 fanout::push(app, &senders, &message).await;
@@ -159,8 +171,8 @@ impl Sent {
 }
 
 /// `read`: only the recipient may mark a message read. Tells the sender; returns the ack
-/// for the reader.
-pub async fn read(app: &App, caller: &Caller, args: ReadArgs) -> Result<ReadAckEvent> {
+/// for the reader and whether this was the first read (receipts go out only then).
+pub async fn read(app: &App, caller: &Caller, args: ReadArgs) -> Result<(ReadAckEvent, bool)> {
     let id = MessageId::parse(&args.message_id)?;
     let messages = &app.store.messages;
     let message = messages
@@ -217,10 +229,13 @@ pub async fn read(app: &App, caller: &Caller, args: ReadArgs) -> Result<ReadAckE
         });
         fanout::push_to_users(app, &[sender], &receipt).await?;
     }
-    Ok(ReadAckEvent {
-        message_id: id,
-        read_at,
-    })
+    Ok((
+        ReadAckEvent {
+            message_id: id,
+            read_at,
+        },
+        first_read,
+    ))
 }
 
 /// `typing`: relayed to the recipient's connections.
@@ -259,10 +274,10 @@ pub async fn dispatch(app: &App, caller: &Caller, event: ClientEvent) -> Result<
             })
         }
         ClientEvent::Read(args) => {
-            let ack = read(app, caller, args).await?;
+            let (ack, first_read) = read(app, caller, args).await?;
             Ok(Outcome {
                 ack: serde_json::to_value(&ack).unwrap_or(Value::Null),
-                reply: Some(ServerEvent::ReadAck(ack)),
+                reply: first_read.then_some(ServerEvent::ReadAck(ack)),
                 sent: None,
             })
         }

@@ -12,11 +12,11 @@ use tracing::Instrument;
 
 use crate::app::App;
 use crate::auth;
-use crate::domain::{ConnectionId, Token};
+use crate::domain::Token;
 use crate::error::{AuthError, Error, InputError, Result};
 use crate::realtime::connections;
 use crate::realtime::events::ServerEvent;
-use crate::realtime::fanout::{self, Due};
+use crate::realtime::fanout;
 use crate::realtime::service::{self, Caller, ClientEvent};
 use crate::scheduler::Task;
 use crate::socketio;
@@ -67,7 +67,7 @@ pub async fn on_connect(
         connections::register(app, &id, Protocol::Json, Some(user), None).await?;
         app.invoker
             .invoke_async(&Task::Welcome {
-                connection_id: id.as_str().to_owned(),
+                connection_id: id.clone(),
             })
             .await?;
         Ok(ok())
@@ -214,6 +214,11 @@ impl SocketApp for ChatSocket {
         ns == "/"
     }
 
+    /// The chat caches settled sessions (`connections::get_settled`).
+    fn sessions_are_final(&self) -> bool {
+        true
+    }
+
     async fn authorize(
         &self,
         app: &App,
@@ -242,7 +247,10 @@ impl SocketApp for ChatSocket {
         _auth: Option<Value>,
     ) -> Result<()> {
         match session.user {
-            Some(user) => welcome(app, &session.id, Protocol::SocketIo, user, None).await,
+            Some(user) => {
+                fanout::go_live(app, &session.id, Protocol::SocketIo, user, false).await?;
+                Ok(())
+            }
             None => Ok(()),
         }
     }
@@ -258,40 +266,6 @@ impl SocketApp for ChatSocket {
         };
         sio_event(app, &caller, &event.ns, &event.name, event.args, event.ack).await
     }
-}
-
-/// After authentication: (the CONNECT answer,) the `system` welcome, then every message
-/// that waited, oldest first. The connection becomes live (reachable by other pushes) only
-/// after the welcome went out, so no message can overtake it; the delivery that follows
-/// picks up anything sent in between.
-pub async fn welcome(
-    app: &App,
-    id: &ConnectionId,
-    protocol: Protocol,
-    user: crate::domain::UserId,
-    first: Option<String>,
-) -> Result<()> {
-    let pending = fanout::pending_count(app, user).await?;
-    let mut frames: Vec<String> = first.into_iter().collect();
-    frames.push(
-        ServerEvent::System(crate::api::SystemEvent::Welcome {
-            user_id: user,
-            pending,
-        })
-        .frame(protocol),
-    );
-    if fanout::post_frames(app, id, &frames).await < frames.len() {
-        return Ok(());
-    }
-    go_live(app, id, user).await
-}
-
-/// Marks the connection live and delivers what waits for its user.
-pub async fn go_live(app: &App, id: &ConnectionId, user: crate::domain::UserId) -> Result<()> {
-    if connections::set_live(app, id).await? {
-        Box::pin(fanout::deliver_pending(app, user, Due::All)).await?;
-    }
-    Ok(())
 }
 
 async fn sio_event(

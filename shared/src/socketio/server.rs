@@ -53,7 +53,7 @@ pub async fn connect(
     connections::register(app, id, protocol, None, Some(random_sid())).await?;
     app.invoker
         .invoke_async(&Task::Open {
-            connection_id: id.as_str().to_owned(),
+            connection_id: id.clone(),
         })
         .await?;
     Ok(ok())
@@ -159,6 +159,13 @@ pub trait SocketApp: Sync {
     fn has_namespace(&self, ns: &str) -> bool;
     /// Whether binary attachments are accepted (API Gateway cannot carry them).
     fn accepts_binary(&self) -> bool {
+        false
+    }
+    /// Whether a session, once joined, is the connection's for good: leaving a namespace or
+    /// a second CONNECT to a joined one closes the connection instead. A settled session
+    /// then never changes while the connection lives, so a warm instance may cache it (and
+    /// several instances cannot disagree about it).
+    fn sessions_are_final(&self) -> bool {
         false
     }
     fn authorize(
@@ -268,6 +275,15 @@ impl<A: SocketApp> SocketIo<'_, A> {
     ) -> Result<()> {
         match packet {
             ClientPacket::Connect { ns, auth } => {
+                if self.0.sessions_are_final() && conn.joined(&ns) {
+                    return protocol_close(
+                        app,
+                        id,
+                        conn,
+                        ProtocolError::Malformed(format!("a second CONNECT to {ns}")),
+                    )
+                    .await;
+                }
                 if !self.0.has_namespace(&ns) {
                     let _ =
                         fanout::post_frame(app, id, codec::connect_error(&ns, "Invalid namespace"))
@@ -301,6 +317,10 @@ impl<A: SocketApp> SocketIo<'_, A> {
             }
             // The Engine.IO session outlives its namespaces, as with the reference server:
             // pings go on and the client may CONNECT again.
+            ClientPacket::Disconnect { ns } if self.0.sessions_are_final() => {
+                tracing::info!(ns, "client left; closing its connection");
+                close(app, id).await
+            }
             ClientPacket::Disconnect { ns } => connections::leave(app, id, &ns).await,
             ClientPacket::Ack {
                 ns,

@@ -129,6 +129,7 @@ async fn seed_close_messages(env: &TestEnv, a: &str, b: &str, n: usize) -> Vec<S
                 text: MessageText::parse(&format!("m{i}")).unwrap(),
                 client_id: None,
             },
+            shared::time::now(),
             None,
         )
         .await

@@ -5,6 +5,7 @@
 
 mod clients;
 mod conformance;
+mod delivery;
 mod experiments;
 mod handlers;
 mod load;

@@ -144,14 +144,10 @@ async fn protocol_violations_close_the_connection() {
         assert_eq!(code, Some(1000), "{bad:?}");
     }
     // The records of closed connections are gone.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let left = env
-        .db
-        .collection::<bson::Document>("connections")
-        .count_documents(bson::doc! {})
-        .await
-        .unwrap();
-    assert_eq!(left, 0);
+    harness::eventually("closed connections' records are deleted", WAIT, || async {
+        harness::count(&env.db, "connections", bson::doc! {}).await == 0
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -377,16 +373,10 @@ async fn gone_connections_lose_nothing() {
         .await;
         sa.wait_event("message").await;
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let conns = env.db.collection::<bson::Document>("connections");
-    assert!(
-        conns
-            .find_one(bson::doc! {"_id": ghost})
-            .await
-            .unwrap()
-            .is_none(),
-        "410 deletes the record"
-    );
+    harness::eventually("410 deletes the record", WAIT, || async {
+        harness::count(&env.db, "connections", bson::doc! {"_id": ghost}).await == 0
+    })
+    .await;
     let undelivered = env
         .db
         .collection::<bson::Document>("messages")
@@ -441,14 +431,10 @@ async fn connections_api_through_the_sdk() {
         Err(shared::error::PushError::Gone)
     ));
     // $disconnect removed the record.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let left = env
-        .db
-        .collection::<bson::Document>("connections")
-        .count_documents(bson::doc! {})
-        .await
-        .unwrap();
-    assert_eq!(left, 0);
+    harness::eventually("$disconnect removes the record", WAIT, || async {
+        harness::count(&env.db, "connections", bson::doc! {}).await == 0
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -346,6 +346,7 @@ async fn seed_messages(env: &TestEnv, from: &str, to: &str, n: usize) -> Vec<Str
                 text: MessageText::parse(&format!("message {i}")).unwrap(),
                 client_id: None,
             },
+            shared::time::now(),
             None,
         )
         .await

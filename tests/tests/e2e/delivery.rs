@@ -1,0 +1,305 @@
+//! The delivery contract under AWS-like conditions (several instances, concurrent frames):
+//! backlogs longer than a page, gone connections in the middle of a delivery, the sweep
+//! reaching an online recipient whatever offline backlogs exist, and a database restart in
+//! the middle of traffic.
+
+use std::time::Duration;
+
+use bson::{doc, oid::ObjectId};
+use harness::client::mobile;
+use harness::ws::{RawSio, WAIT};
+use harness::{EnvOptions, TestEnv};
+use serde_json::json;
+
+fn oid(hex: &str) -> ObjectId {
+    ObjectId::parse_str(hex).unwrap()
+}
+
+/// An undelivered message document as `chat::store_message` writes it.
+fn message(from: ObjectId, to: ObjectId, text: &str, created_ms: i64) -> bson::Document {
+    let at = bson::DateTime::from_millis(created_ms);
+    let conv = if from.to_hex() < to.to_hex() {
+        format!("{}:{}", from.to_hex(), to.to_hex())
+    } else {
+        format!("{}:{}", to.to_hex(), from.to_hex())
+    };
+    doc! {
+        "_id": ObjectId::new(), "conv": conv, "from": from, "to": to, "text": text,
+        "created_at": at, "deliver_after": at, "delivered_at": bson::Bson::Null,
+        "read_at": bson::Bson::Null,
+    }
+}
+
+/// A connection record whose connection API Gateway no longer knows (a missed $disconnect).
+fn ghost_connection(id: &str, user: ObjectId) -> bson::Document {
+    let now = bson::DateTime::now();
+    doc! {
+        "_id": id, "protocol": "socketio", "user_id": user,
+        "eio_sid": "x", "namespaces": [{ "ns": "/", "sid": "y" }], "connected_at": now,
+        "last_seen": now, "last_ping": now, "opened": true, "live": true, "joined_once": true,
+        "expires_at": bson::DateTime::from_millis(now.timestamp_millis() + 3_600_000),
+    }
+}
+
+#[tokio::test]
+async fn a_backlog_of_several_pages_arrives_in_order_past_a_gone_connection() {
+    let env = TestEnv::start().await;
+    let a = env.api.login(&mobile(300)).await;
+    let b = env.api.login(&mobile(301)).await;
+    let (from, to) = (oid(&a.user_id), oid(&b.user_id));
+    let start = bson::DateTime::now().timestamp_millis() - 60_000;
+    let backlog: Vec<bson::Document> = (0..250)
+        .map(|i| message(from, to, &format!("m{i}"), start + i))
+        .collect();
+    let messages = env.db.collection::<bson::Document>("messages");
+    messages.insert_many(backlog).await.unwrap();
+    env.db
+        .collection::<bson::Document>("connections")
+        .insert_one(ghost_connection("GhostPaging01=", to))
+        .await
+        .unwrap();
+    let (mut sb, welcome) = RawSio::login(&env.ws_url(""), &b.token).await;
+    assert_eq!(welcome["pending"], 250);
+    for i in 0..250 {
+        let m = sb.wait_event("message").await;
+        assert_eq!(m["text"], format!("m{i}"));
+    }
+    harness::eventually("the gone connection's record is deleted", WAIT, || async {
+        harness::count(&env.db, "connections", doc! {"_id": "GhostPaging01="}).await == 0
+    })
+    .await;
+    harness::eventually("every message is marked delivered", WAIT, || async {
+        harness::count(&env.db, "messages", doc! {"delivered_at": bson::Bson::Null}).await == 0
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_sweep_reaches_an_online_recipient_behind_thousands_of_offline_backlogs() {
+    // Deliveries only through the sweep here: a long schedule period, so "within one sweep"
+    // is measured against it.
+    let env = TestEnv::with(EnvOptions {
+        schedule_every: Duration::from_millis(1500),
+        ..EnvOptions::default()
+    })
+    .await;
+    let b = env.api.login(&mobile(310)).await;
+    let stranger = ObjectId::new();
+    let old = bson::DateTime::now().timestamp_millis() - 120_000;
+    // 3,000 overdue messages for 300 users who are not connected.
+    let offline: Vec<bson::Document> = (0..3000)
+        .map(|i| message(stranger, ObjectId::new(), &format!("o{i}"), old + i))
+        .collect();
+    env.db
+        .collection::<bson::Document>("messages")
+        .insert_many(offline)
+        .await
+        .unwrap();
+    let (mut sb, welcome) = RawSio::login(&env.ws_url(""), &b.token).await;
+    assert_eq!(welcome["pending"], 0);
+    // One message stuck for the online recipient (stored, its push lost).
+    env.db
+        .collection::<bson::Document>("messages")
+        .insert_one(message(stranger, oid(&b.user_id), "stuck", old))
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let m = sb.wait_event("message").await;
+    assert_eq!(m["text"], "stuck");
+    assert!(
+        started.elapsed() < Duration::from_millis(1500 + 1000),
+        "the stuck message took {:?} (one sweep is 1.5 s)",
+        started.elapsed()
+    );
+    // The offline backlogs stay for their recipients' next connect.
+    assert_eq!(
+        harness::count(&env.db, "messages", doc! {"delivered_at": bson::Bson::Null}).await,
+        3000
+    );
+}
+
+#[tokio::test]
+async fn a_retried_open_task_sends_no_second_open_packet() {
+    let env = TestEnv::start().await;
+    let mut s = RawSio::open(&env.ws_url("")).await;
+    let sid = s.open["sid"].as_str().unwrap().to_owned();
+    let id = env
+        .db
+        .collection::<bson::Document>("connections")
+        .find_one(doc! {"eio_sid": &sid})
+        .await
+        .unwrap()
+        .unwrap()
+        .get_str("_id")
+        .unwrap()
+        .to_owned();
+    // Lambda retries a failed async invoke: run the same task again.
+    let task = json!({"task": "open", "connection_id": id});
+    let report = shared::scheduler::handle(env.app(), task).await.unwrap();
+    assert_eq!(report.opened, 0);
+    s.auto_pong = true;
+    s.ws.send(r#"40{"token":"nope"}"#).await;
+    let next = s.frame().await;
+    assert!(
+        next.starts_with("44"),
+        "expected the CONNECT refusal, got {next}"
+    );
+}
+
+/// Emits `send_message` with ack id `id` and waits (bounded: a hang fails the test) for its
+/// ack; other frames on the way are kept in `seen`.
+async fn send_acked(
+    s: &mut RawSio,
+    id: u32,
+    body: serde_json::Value,
+    seen: &mut Vec<String>,
+) -> serde_json::Value {
+    s.ws.send(&format!("42{id}{}", json!(["send_message", body])))
+        .await;
+    let prefix = format!("43{id}");
+    loop {
+        let f = match s.ws.next(Duration::from_secs(12)).await {
+            harness::ws::Frame::Text(t) => t,
+            other => panic!("no ack for send {id}: {other:?}"),
+        };
+        if f == "2" {
+            s.ws.send("3").await;
+        } else if let Some(rest) = f.strip_prefix(&prefix) {
+            let args: Vec<serde_json::Value> = serde_json::from_str(rest).unwrap();
+            return args[0].clone();
+        } else {
+            seen.push(f);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_database_restart_mid_traffic_loses_nothing_acked() {
+    let mut db = harness::DbServer::start();
+    let env = TestEnv::with(
+        EnvOptions::default()
+            .var("MONGO_URI", &db.uri())
+            .var("MONGO_TIMEOUT_MS", "1000")
+            // Pongs cannot be recorded while the database is away: heartbeats slow enough
+            // that the outage is not taken for dead clients.
+            .var("PING_INTERVAL_MS", "20000")
+            .var("PING_TIMEOUT_MS", "20000"),
+    )
+    .await;
+    let a = env.api.login(&mobile(320)).await;
+    let b = env.api.login(&mobile(321)).await;
+    let (mut sa, _) = RawSio::login(&env.ws_url(""), &a.token).await;
+    let (sb, _) = RawSio::login(&env.ws_url(""), &b.token).await;
+    // B reads everything that arrives, in the background.
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
+    let reader = {
+        let received = received.clone();
+        let mut sb = sb;
+        tokio::spawn(async move {
+            loop {
+                match sb.ws.next(Duration::from_secs(60)).await {
+                    harness::ws::Frame::Text(f) if f == "2" => sb.ws.send("3").await,
+                    harness::ws::Frame::Text(f) => {
+                        if let Some(body) = f.strip_prefix("42") {
+                            let v: Vec<serde_json::Value> = serde_json::from_str(body).unwrap();
+                            if v[0] == "message" {
+                                received.lock().unwrap().push(v[1].clone());
+                            }
+                        }
+                    }
+                    _ => return,
+                }
+            }
+        })
+    };
+    let mut seen = Vec::new();
+    let mut acked: Vec<String> = Vec::new();
+    let mut errors: Vec<String> = Vec::new();
+    let mut ack_id = 0;
+    // A client that retries a refused send with the same client_id, as the README says.
+    let mut send = async |i: usize, seen: &mut Vec<String>| -> bool {
+        ack_id += 1;
+        let body = json!({"to": b.user_id, "text": format!("m{i}"), "client_id": format!("c{i}")});
+        let ack = send_acked(&mut sa, ack_id, body, seen).await;
+        match ack["message_id"].as_str() {
+            Some(id) => {
+                if !acked.iter().any(|a| a == id) {
+                    acked.push(id.to_owned());
+                }
+                true
+            }
+            None => {
+                errors.push(ack["error"]["code"].as_str().unwrap_or("?").to_owned());
+                false
+            }
+        }
+    };
+    for i in 0..20 {
+        assert!(send(i, &mut seen).await, "send {i} before the outage");
+    }
+    db.down();
+    // While the database is away: clear errors, not hangs (send_acked bounds each wait).
+    let mut refused = 0;
+    for i in 20..25 {
+        if !send(i, &mut seen).await {
+            refused += 1;
+        }
+    }
+    assert!(
+        refused >= 4,
+        "sends during the outage were refused ({refused} of 5)"
+    );
+    let me = env.api.get("/users/me", Some(&a.token)).await;
+    assert_eq!(
+        (me.status, me.code()),
+        (503, "unavailable"),
+        "{:?}",
+        me.body
+    );
+    db.up();
+    // Back: the same client ids again (retries), then new sends, with no restart.
+    let started = std::time::Instant::now();
+    for i in 20..40 {
+        while !send(i, &mut seen).await {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the service did not recover"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    drop(send);
+    assert!(
+        errors.iter().all(|c| c == "unavailable" || c == "busy"),
+        "{errors:?}"
+    );
+    // Every acked message is in history, once, and reaches B once.
+    let h = env
+        .api
+        .get(
+            &format!("/chat/messages/{}?order=strict&limit=200", b.user_id),
+            Some(&a.token),
+        )
+        .await;
+    let stored: Vec<String> = h.body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["message_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(stored, acked, "history is exactly what was acked, in order");
+    harness::eventually(
+        "B received every acked message",
+        Duration::from_secs(20),
+        || async { received.lock().unwrap().len() >= acked.len() },
+    )
+    .await;
+    let got: Vec<String> = received
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|m| m["message_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(got, acked, "B received each acked message once, in order");
+    reader.abort();
+}
