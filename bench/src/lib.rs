@@ -4,7 +4,11 @@
 //!
 //! A run logs in N users (request_otp + verify), opens N Socket.IO connections, pairs them
 //! into conversations (0↔1, 2↔3, …) and has every user send M messages to their partner, at
-//! a target rate or flat out. Each message carries `<run>:<sender>:<seq>:<µs since start>`
+//! a target rate or flat out; each sender waits for the ack of its previous message before
+//! the next (as a chat client does with `emitWithAck`), so "flat out" is as fast as the
+//! server acknowledges, and the order a sender sends in is the order the server stores (a
+//! sender that does not wait may have its frames run concurrently by API Gateway, and then
+//! storage order decides). Each message carries `<run>:<sender>:<seq>:<µs since start>`
 //! as its `client_id`, so the receiving side alone can tell latency (sender's emit to the
 //! recipient's `message`), loss, duplicates and reordering per conversation direction.
 //! Everything is bounded: a run ends when all messages arrived, or after `--duration`.
@@ -315,10 +319,13 @@ pub async fn run(cfg: &LoadConfig, progress: Arc<Progress>) -> anyhow::Result<Re
     let (events_tx, mut events_rx) = mpsc::unbounded_channel::<Event>();
     let mut writers = Vec::with_capacity(users_n);
     let mut reader_tasks = Vec::with_capacity(users_n);
+    let mut ack_readers = Vec::with_capacity(users_n);
     for (me, ws) in sockets.into_iter().enumerate() {
         let (mut sink, mut stream) = ws.split();
         let (out_tx, mut out_rx) = mpsc::unbounded_channel::<String>();
         writers.push(out_tx.clone());
+        let (ack_tx, ack_rx) = mpsc::unbounded_channel::<u64>();
+        ack_readers.push(ack_rx);
         tokio::spawn(async move {
             while let Some(frame) = out_rx.recv().await {
                 if sink.send(Message::Text(frame.into())).await.is_err() {
@@ -349,6 +356,18 @@ pub async fn run(cfg: &LoadConfig, progress: Arc<Progress>) -> anyhow::Result<Re
                 let text = text.as_str();
                 if text == "2" {
                     let _ = out_tx.send("3".into());
+                    continue;
+                }
+                if let Some(ack) = text.strip_prefix("43") {
+                    let digits = ack.bytes().take_while(u8::is_ascii_digit).count();
+                    if let Ok(id) = ack[..digits].parse::<u64>() {
+                        let args: Value =
+                            serde_json::from_str(&ack[digits..]).unwrap_or(Value::Null);
+                        if !args[0]["error"].is_null() {
+                            let _ = events.send(Event::Error(args[0]["error"].to_string()));
+                        }
+                        let _ = ack_tx.send(id);
+                    }
                     continue;
                 }
                 let Some(body) = text.strip_prefix("42") else {
@@ -383,50 +402,57 @@ pub async fn run(cfg: &LoadConfig, progress: Arc<Progress>) -> anyhow::Result<Re
     drop(events_tx);
 
     let send_started = Instant::now();
-    let senders = futures::future::join_all((0..users_n).map(|me| {
-        let partner = me ^ 1;
-        let to = users[partner].user_id.clone();
-        let out = writers[me].clone();
-        let progress = progress.clone();
-        let run = run_id.clone();
-        let messages = cfg.messages;
-        let gap = cfg
-            .rate
-            .filter(|r| *r > 0.0)
-            .map(|r| Duration::from_secs_f64(1.0 / r));
-        async move {
-            // Each sender starts at a random phase of its period, so a paced run offers a
-            // steady load instead of every user sending in the same instant.
-            let mut next =
-                Instant::now() + gap.map_or(Duration::ZERO, |g| g.mul_f64(rand::random::<f64>()));
-            for seq in 0..messages {
-                if Instant::now() > deadline {
-                    break;
-                }
-                if let Some(gap) = gap {
-                    tokio::time::sleep_until(next.into()).await;
-                    next += gap;
-                }
-                let micros = t0.elapsed().as_micros() as u64;
-                let frame = format!(
-                    "42{}",
-                    json!(["send_message", {
-                        "to": to,
-                        "text": format!("load message {seq} from {me}"),
-                        "client_id": format!("{run}:{me}:{seq}:{micros}"),
-                    }])
-                );
-                if out.send(frame).is_err() {
-                    break;
-                }
-                progress.sent.fetch_add(1, Ordering::Relaxed);
-                if gap.is_none() && seq % 16 == 15 {
-                    tokio::task::yield_now().await;
+    let senders =
+        futures::future::join_all(ack_readers.into_iter().enumerate().map(|(me, mut acks)| {
+            let partner = me ^ 1;
+            let to = users[partner].user_id.clone();
+            let out = writers[me].clone();
+            let progress = progress.clone();
+            let run = run_id.clone();
+            let messages = cfg.messages;
+            let gap = cfg
+                .rate
+                .filter(|r| *r > 0.0)
+                .map(|r| Duration::from_secs_f64(1.0 / r));
+            async move {
+                // Each sender starts at a random phase of its period, so a paced run offers a
+                // steady load instead of every user sending in the same instant.
+                let mut next = Instant::now()
+                    + gap.map_or(Duration::ZERO, |g| g.mul_f64(rand::random::<f64>()));
+                for seq in 0..messages {
+                    if Instant::now() > deadline {
+                        break;
+                    }
+                    if let Some(gap) = gap {
+                        tokio::time::sleep_until(next.into()).await;
+                        next += gap;
+                    }
+                    let micros = t0.elapsed().as_micros() as u64;
+                    let ack_id = seq as u64 + 1;
+                    let frame = format!(
+                        "42{ack_id}{}",
+                        json!(["send_message", {
+                            "to": to,
+                            "text": format!("load message {seq} from {me}"),
+                            "client_id": format!("{run}:{me}:{seq}:{micros}"),
+                        }])
+                    );
+                    if out.send(frame).is_err() {
+                        break;
+                    }
+                    progress.sent.fetch_add(1, Ordering::Relaxed);
+                    // Wait for this send's ack before the next one.
+                    loop {
+                        match tokio::time::timeout_at(deadline.into(), acks.recv()).await {
+                            Ok(Some(id)) if id == ack_id => break,
+                            Ok(Some(_)) => continue,
+                            Ok(None) | Err(_) => return,
+                        }
+                    }
                 }
             }
-        }
-    }))
-    .await;
+        }))
+        .await;
     drop(senders);
     let send_seconds = send_started.elapsed().as_secs_f64();
     let sent = progress.sent.load(Ordering::Relaxed);

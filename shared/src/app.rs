@@ -5,6 +5,8 @@
 //! their own config and SDK settings (endpoint override), so the same handlers run against
 //! either.
 
+use std::time::Duration;
+
 use crate::config::{Config, ConfigError};
 use crate::experiments::Experiments;
 use crate::invoke::Invoker;
@@ -93,6 +95,16 @@ pub async fn mongo_client(config: &Config) -> Result<mongodb::Client, mongodb::e
     if options.connect_timeout.is_none() {
         options.connect_timeout = Some(config.mongo_timeout);
     }
+    // A server that went away is noticed by the monitor's next check, not by a failing
+    // operation (which retries against it): check as often as the timeout, so an operation
+    // fails within about twice `MONGO_TIMEOUT_MS` instead of the driver's default 10 s.
+    if options.heartbeat_freq.is_none() {
+        options.heartbeat_freq = Some(
+            config
+                .mongo_timeout
+                .clamp(Duration::from_millis(500), Duration::from_secs(10)),
+        );
+    }
     mongodb::Client::with_options(options)
 }
 
@@ -121,7 +133,7 @@ impl App {
     }
 
     pub async fn new(config: Config, sdk: &aws_config::SdkConfig) -> Result<App, BootError> {
-        let client = mongodb::Client::with_uri_str(&config.mongo_uri).await?;
+        let client = mongo_client(&config).await?;
         Self::with_client(config, sdk, client).await
     }
 

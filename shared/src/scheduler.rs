@@ -277,8 +277,9 @@ async fn deliver_overdue(app: &App) -> Result<usize> {
             .iter()
             .filter_map(|v| v.as_object_id().map(UserId::from_object_id))
         {
-            match fanout::deliver_pending(app, user, Due::Now).await {
+            match fanout::deliver_pending_within(app, user, Due::Now, Duration::ZERO).await {
                 Ok(n) => delivered += n,
+                Err(crate::Error::Store(crate::error::StoreError::LockTimeout(_))) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, %user, "sweep could not deliver; next sweep retries")
                 }

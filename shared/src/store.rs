@@ -244,7 +244,9 @@ impl Store {
 
     /// Gives a lease back, recording `last` for the next holder when given.
     pub async fn release(&self, lease: Lease, last: Option<DateTime>) {
-        let mut set = doc! { "until": DateTime::now() };
+        // Ran out a moment ago: the next `until < now` matches at once.
+        let mut set =
+            doc! { "until": DateTime::from_millis(DateTime::now().timestamp_millis() - 1) };
         if let Some(last) = last {
             set.insert("last", last);
         }

@@ -1,9 +1,9 @@
 // The delivery contract, with the stock socket.io-client against the local gateway as
 // `make test` runs it (several warm instances per function, one connection's frames handed
-// to the functions concurrently): every device of the recipient gets each message exactly
-// once, in the order of history; `delivered` once per message with history's timestamp;
-// `read` and `read_ack` once per first read; a reused client_id with other content is
-// refused.
+// to the functions concurrently): the recipient gets each message exactly once, in the
+// order of history, across a reconnect; `delivered` once per message with history's
+// timestamp; `read` and `read_ack` once per first read; a reused client_id with other
+// content is refused. (Many devices and reconnect storms: tests/tests/e2e/delivery.rs.)
 
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
@@ -60,11 +60,14 @@ async function reconnectRace(pair, before, during) {
   const a = await connect(alice.token, { label: `alice${pair}` });
   const acked = [];
   const send = async (i) => {
-    const m = await emitAck(a, "send_message", {
-      to: bob.user_id,
-      text: `p${pair} m${i}`,
-      client_id: `p${pair}-${i}`,
-    });
+    // A correctness test, not a latency one: 10 pairs share two cores with the rest of the
+    // suite, so an ack may take a while.
+    const m = await emitAck(
+      a,
+      "send_message",
+      { to: bob.user_id, text: `p${pair} m${i}`, client_id: `p${pair}-${i}` },
+      20000,
+    );
     assert.ok(m.message_id, `send ${i}: ${JSON.stringify(m)}`);
     acked.push(m);
   };
@@ -75,7 +78,7 @@ async function reconnectRace(pair, before, during) {
   const b = await connect(bob.token, { label: `bob${pair}` });
   await sending;
   const total = before + during;
-  const arrived = await messagesFrom(b, alice.user_id, total);
+  const arrived = await messagesFrom(b, alice.user_id, total, 60000);
   // Nothing more may come (a duplicate would arrive within the latency illusion's range).
   await expectNoEvent(b, "message", 600, (m) => m.from === alice.user_id);
   const ids = arrived.map((m) => m.message_id);
@@ -119,55 +122,6 @@ test(
   { timeout: 120000 },
   async () => {
     await Promise.all(Array.from({ length: 10 }, (_, i) => reconnectRace(i, 60, 60)));
-  },
-);
-
-test(
-  "several devices, and all of them dropping and reconnecting mid-stream",
-  { timeout: 60000 },
-  async () => {
-    const [alice, bob] = await Promise.all([login(), login()]);
-    const a = await connect(alice.token, { label: "alice" });
-    let devices = await Promise.all([0, 1, 2].map((i) => connect(bob.token, { label: `bob${i}` })));
-    const received = devices.map(() => []);
-    const collect = (sock, i) => sock.on("message", (m) => m.from === alice.user_id && received[i].push(m));
-    devices.forEach(collect);
-    const total = 90;
-    for (let i = 0; i < total; i++) {
-      await emitAck(a, "send_message", { to: bob.user_id, text: `m${i}`, client_id: `storm-${i}` });
-      if (i === 30 || i === 60) {
-        // The storm: every device drops (as a network change would), then reconnects.
-        devices.forEach((d) => d.disconnect());
-        devices = await Promise.all(
-          [0, 1, 2].map((j) => connect(bob.token, { label: `bob${j}-again${i}` })),
-        );
-        devices.forEach(collect);
-      }
-    }
-    const hist = await strictHistory(bob.token, alice.user_id);
-    assert.equal(hist.length, total);
-    const order = new Map(hist.map((m, i) => [m.message_id, i]));
-    // Every message reaches some device; none twice on one device; each device's arrivals
-    // follow history's order.
-    const deadline = Date.now() + 15000;
-    const union = () => new Set(received.flat().map((m) => m.message_id));
-    while (union().size < total) {
-      assert.ok(Date.now() < deadline, `only ${union().size} of ${total} messages arrived`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    await expectNoEvent(devices[0], "message", 600, () => false);
-    for (const [i, got] of received.entries()) {
-      assertNoDuplicates(got.map((m) => m.message_id), `device ${i}`);
-      const positions = got.map((m) => order.get(m.message_id));
-      assert.deepEqual(positions, [...positions].sort((x, y) => x - y), `device ${i} order`);
-    }
-    // The devices live at the end got what was sent after they connected.
-    for (const [i, d] of devices.entries()) {
-      const mine = received[i].filter((m) => order.get(m.message_id) > 60);
-      assert.equal(mine.length, total - 61, `device ${i} after the last storm`);
-      d.disconnect();
-    }
-    a.disconnect();
   },
 );
 

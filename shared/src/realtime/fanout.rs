@@ -182,9 +182,14 @@ pub struct Inbox {
 
 impl Inbox {
     pub async fn open(app: &App, user: UserId) -> Result<Inbox> {
+        Self::open_within(app, user, WAIT_FOR_INBOX).await
+    }
+
+    /// Like [`Inbox::open`], waiting at most `wait` for another holder.
+    pub async fn open_within(app: &App, user: UserId, wait: Duration) -> Result<Inbox> {
         let lease = app
             .store
-            .acquire(&format!("inbox:{user}"), INBOX_LEASE, WAIT_FOR_INBOX)
+            .acquire(&format!("inbox:{user}"), INBOX_LEASE, wait)
             .await?;
         Ok(Inbox {
             user,
@@ -251,7 +256,12 @@ impl Inbox {
                 .try_collect()
                 .await?;
             let full_page = pending.len() as i64 == PAGE;
-            let now = time::now();
+            // A message this holder just stored may carry a `created_at` a little ahead of
+            // this clock (see `next_created_at`); it is due all the same.
+            let now = self
+                .newest
+                .map(time::from_bson)
+                .map_or_else(time::now, |n| n.max(time::now()));
             let cut = match due {
                 Due::All => pending.len(),
                 Due::Now => pending
@@ -322,7 +332,18 @@ impl Drop for Inbox {
 /// Delivers what waits for `recipient` under their inbox lease; returns how many messages
 /// this call marked delivered.
 pub async fn deliver_pending(app: &App, recipient: UserId, due: Due) -> Result<usize> {
-    let inbox = Inbox::open(app, recipient).await?;
+    deliver_pending_within(app, recipient, due, WAIT_FOR_INBOX).await
+}
+
+/// Like [`deliver_pending`], waiting at most `wait` for the inbox (the sweep does not wait:
+/// a busy inbox is being delivered to already, and the next sweep looks again).
+pub async fn deliver_pending_within(
+    app: &App,
+    recipient: UserId,
+    due: Due,
+    wait: Duration,
+) -> Result<usize> {
+    let inbox = Inbox::open_within(app, recipient, wait).await?;
     let result = inbox.deliver(app, due, None).await;
     inbox.close().await;
     Ok(result?.len())

@@ -101,7 +101,14 @@ pub async fn on_default(
     async {
         let id = connection_id(&event)?;
         let frame = Frame::of(&event);
-        let Some(conn) = connections::get_settled(app, &id).await? else {
+        let conn = match connections::get_settled(app, &id).await {
+            Ok(conn) => conn,
+            Err(e) => {
+                refuse_frame(app, &id, &frame, &e).await;
+                return Err(e);
+            }
+        };
+        let Some(conn) = conn else {
             // No record: the connection is unknown to us (expired, or never registered).
             tracing::warn!("frame from an unknown connection; closing it");
             let _ = app.pusher.close(&id).await;
@@ -152,7 +159,14 @@ pub async fn on_action(
     let span = span(&event);
     async {
         let id = connection_id(&event)?;
-        let conn = connections::get_settled(app, &id).await?;
+        let conn = match connections::get_settled(app, &id).await {
+            Ok(conn) => conn,
+            Err(e) => {
+                let notice = ServerEvent::error(&e, Some(action.route_key())).frame(Protocol::Json);
+                let _ = fanout::post_frame(app, &id, notice).await;
+                return Err(e);
+            }
+        };
         let Some(user) = conn.as_ref().and_then(ConnectionDoc::user) else {
             let e = Error::Auth(AuthError::Unauthorized);
             let _ = fanout::post_frame(
@@ -202,6 +216,41 @@ pub async fn on_action(
     }
     .instrument(span)
     .await
+}
+
+/// Tells the client its frame could not be handled (the connection's record could not be
+/// read, e.g. the database is unavailable): a Socket.IO event gets a `system` error and, if
+/// it asked for one, an error ack; a plain-JSON action a `system` error. The client can
+/// retry; nothing was done.
+async fn refuse_frame(app: &App, id: &crate::domain::ConnectionId, frame: &Frame, e: &Error) {
+    let Frame::Text(text) = frame else { return };
+    let frames = if let Some(payload) = text.strip_prefix('4') {
+        match socketio::decode(payload) {
+            Ok(socketio::Decoded::Packet(socketio::ClientPacket::Event {
+                ns, name, ack, ..
+            })) => {
+                let mut frames = vec![ServerEvent::error(e, Some(&name)).frame(Protocol::SocketIo)];
+                if let Some(ack) = ack {
+                    let p = e.public();
+                    frames.push(socketio::ack(
+                        &ns,
+                        ack,
+                        &[serde_json::json!({ "error": { "code": p.code, "message": p.message } })],
+                    ));
+                }
+                frames
+            }
+            _ => Vec::new(),
+        }
+    } else if text.starts_with('{') {
+        let action = serde_json::from_str::<Value>(text)
+            .ok()
+            .and_then(|v| v.get("action").and_then(Value::as_str).map(str::to_owned));
+        vec![ServerEvent::error(e, action.as_deref()).frame(Protocol::Json)]
+    } else {
+        Vec::new()
+    };
+    fanout::post_frames(app, id, &frames).await;
 }
 
 /// The chat as a Socket.IO application: the main namespace only, `auth.token` decides, the

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use bson::{doc, oid::ObjectId};
+use futures::TryStreamExt;
 use harness::client::mobile;
 use harness::ws::{RawSio, WAIT};
 use harness::{EnvOptions, TestEnv};
@@ -111,6 +112,16 @@ async fn the_sweep_reaches_an_online_recipient_behind_thousands_of_offline_backl
         "the stuck message took {:?} (one sweep is 1.5 s)",
         started.elapsed()
     );
+    harness::eventually("the stuck message is marked delivered", WAIT, || async {
+        harness::count(
+            &env.db,
+            "messages",
+            doc! {"text": "stuck", "delivered_at": bson::Bson::Null},
+        )
+        .await
+            == 0
+    })
+    .await;
     // The offline backlogs stay for their recipients' next connect.
     assert_eq!(
         harness::count(&env.db, "messages", doc! {"delivered_at": bson::Bson::Null}).await,
@@ -160,7 +171,7 @@ async fn send_acked(
     loop {
         let f = match s.ws.next(Duration::from_secs(12)).await {
             harness::ws::Frame::Text(t) => t,
-            other => panic!("no ack for send {id}: {other:?}"),
+            other => panic!("no ack for send {id}: {other:?}; frames meanwhile: {seen:?}"),
         };
         if f == "2" {
             s.ws.send("3").await;
@@ -173,7 +184,7 @@ async fn send_acked(
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn a_database_restart_mid_traffic_loses_nothing_acked() {
     let mut db = harness::DbServer::start();
     let env = TestEnv::with(
@@ -268,7 +279,6 @@ async fn a_database_restart_mid_traffic_loses_nothing_acked() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-    drop(send);
     assert!(
         errors.iter().all(|c| c == "unavailable" || c == "busy"),
         "{errors:?}"
@@ -302,4 +312,163 @@ async fn a_database_restart_mid_traffic_loses_nothing_acked() {
         .collect();
     assert_eq!(got, acked, "B received each acked message once, in order");
     reader.abort();
+}
+
+/// A device that reads in the background until its connection closes: the `message`
+/// events it got, in order.
+fn device(mut s: RawSio) -> Device {
+    tokio::spawn(async move {
+        let mut got = Vec::new();
+        loop {
+            match s.ws.next(Duration::from_secs(30)).await {
+                harness::ws::Frame::Text(f) if f == "2" => s.ws.send("3").await,
+                harness::ws::Frame::Text(f) => {
+                    if let Some(body) = f.strip_prefix("42") {
+                        let v: Vec<serde_json::Value> = serde_json::from_str(body).unwrap();
+                        if v[0] == "message" {
+                            got.push(v[1].clone());
+                        }
+                    }
+                }
+                _ => return got,
+            }
+        }
+    })
+}
+
+type Device = tokio::task::JoinHandle<Vec<serde_json::Value>>;
+
+/// Three devices of one user, connected one after the other.
+async fn connect_devices(url: String, token: String) -> Vec<Device> {
+    let mut devices = Vec::new();
+    for _ in 0..3 {
+        let (s, _) = RawSio::login(&url, &token).await;
+        devices.push(device(s));
+    }
+    devices
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn several_devices_through_reconnect_storms_with_the_latency_illusion() {
+    let env = TestEnv::with(
+        EnvOptions::default()
+            .var("CHAT_EXPERIMENTS", "on")
+            .var("LATENCY_ILLUSION", "on")
+            .var("IDENTITY_DRIFT_RATE", "0")
+            .var("CHRONOLOGY_RATE", "0"),
+    )
+    .await;
+    let a = env.api.login(&mobile(330)).await;
+    let b = env.api.login(&mobile(331)).await;
+    let (mut sa, _) = RawSio::login(&env.ws_url(""), &a.token).await;
+    let mut generations = vec![connect_devices(env.ws_url(""), b.token.clone()).await];
+    let mut seen = Vec::new();
+    let total = 90;
+    let mut storm: Option<tokio::task::JoinHandle<Vec<Device>>> = None;
+    for i in 0..total {
+        let body = json!({"to": b.user_id, "text": format!("m{i}"), "client_id": format!("s{i}")});
+        let ack = send_acked(&mut sa, i as u32 + 1, body, &mut seen).await;
+        assert!(ack["message_id"].is_string(), "send {i}: {ack}");
+        if i == 30 || i == 60 {
+            // The storm: API Gateway drops every connection of B at once (as at the 2-hour
+            // cap); the devices reconnect while A goes on sending.
+            if let Some(s) = storm.take() {
+                generations.push(s.await.unwrap());
+            }
+            let ids: Vec<String> = env
+                .db
+                .collection::<bson::Document>("connections")
+                .find(doc! {"user_id": oid(&b.user_id)})
+                .await
+                .unwrap()
+                .try_collect::<Vec<_>>()
+                .await
+                .unwrap()
+                .iter()
+                .map(|d| d.get_str("_id").unwrap().to_owned())
+                .collect();
+            assert_eq!(ids.len(), 3);
+            for id in ids {
+                let id = shared::domain::ConnectionId::parse(&id).unwrap();
+                env.app().pusher.close(&id).await.unwrap();
+            }
+            storm = Some(tokio::spawn(connect_devices(
+                env.ws_url(""),
+                b.token.clone(),
+            )));
+        }
+    }
+    if let Some(s) = storm.take() {
+        generations.push(s.await.unwrap());
+    }
+    // Let the last deliveries land (the latency illusion), then close the last generation.
+    harness::eventually(
+        "every message is delivered",
+        Duration::from_secs(15),
+        || async {
+            harness::count(&env.db, "messages", doc! {"delivered_at": bson::Bson::Null}).await == 0
+        },
+    )
+    .await;
+    let h = env
+        .api
+        .get(
+            &format!("/chat/messages/{}?order=strict&limit=200", a.user_id),
+            Some(&b.token),
+        )
+        .await;
+    let order: Vec<String> = h.body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["message_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(order.len(), total);
+    let last = generations.len() - 1;
+    let ids: Vec<String> = env
+        .db
+        .collection::<bson::Document>("connections")
+        .find(doc! {"user_id": oid(&b.user_id)})
+        .await
+        .unwrap()
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.get_str("_id").unwrap().to_owned())
+        .collect();
+    for id in ids {
+        let id = shared::domain::ConnectionId::parse(&id).unwrap();
+        env.app().pusher.close(&id).await.unwrap();
+    }
+    let mut union = std::collections::HashSet::new();
+    for (g, devices) in generations.into_iter().enumerate() {
+        for (d, handle) in devices.into_iter().enumerate() {
+            let got: Vec<String> = handle
+                .await
+                .unwrap()
+                .iter()
+                .map(|m| m["message_id"].as_str().unwrap().to_owned())
+                .collect();
+            let positions: Vec<usize> = got
+                .iter()
+                .map(|id| order.iter().position(|o| o == id).unwrap())
+                .collect();
+            let mut sorted = positions.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            assert_eq!(
+                positions, sorted,
+                "generation {g} device {d}: in order, no duplicates"
+            );
+            if g == last {
+                assert!(
+                    positions.iter().any(|&p| p == total - 1),
+                    "generation {g} device {d} got the last message"
+                );
+            }
+            union.extend(got);
+        }
+    }
+    assert_eq!(union.len(), total, "every message reached some device of B");
 }
