@@ -19,10 +19,13 @@ dev: db-tool
 	@scripts/dev.sh
 
 ## test: fmt check, clippy (warnings denied), template lint, unit + integration tests with real clients
+##       (end-to-end twice: experiments off, then on as in production)
 test: db-tool client-tools lint-template
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	SECANTUSD=$(SECANTUSD) CHAT_VENV=$(VENV) cargo test --workspace
+	@echo "end-to-end again, with the experiments on as in production"
+	SECANTUSD=$(SECANTUSD) CHAT_VENV=$(VENV) CHAT_TEST_EXPERIMENTS=on cargo test -p chat-tests --test e2e
 	scripts/watch-smoke.sh
 
 ## bench: release builds, chat-load at 100 and 1,000 connections, round trips, cold starts -> BENCHMARKS.md

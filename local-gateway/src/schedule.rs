@@ -1,5 +1,5 @@
 //! The EventBridge schedule: every period, the scheduler function receives the same
-//! `Scheduled Event` JSON EventBridge sends.
+//! `Scheduled Event` JSON EventBridge sends, whether or not the previous one has finished.
 
 use std::time::Duration;
 
@@ -18,7 +18,7 @@ pub(crate) fn spawn(shared: Shared, every: Duration, mut stop: tokio::sync::watc
     };
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -36,12 +36,15 @@ pub(crate) fn spawn(shared: Shared, every: Duration, mut stop: tokio::sync::watc
                 "detail": {},
             });
             let app = shared.instance();
-            // Run each sweep to its end before the next (a slow sweep delays the next tick).
-            match tokio::spawn(async move { (target.handler)(app, event).await }).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => tracing::warn!(error = %e, "scheduled sweep failed"),
-                Err(e) => tracing::error!(error = %e, "scheduled sweep panicked"),
-            }
+            // Like EventBridge, the schedule does not wait for the previous sweep: a slow
+            // sweep never delays the next one's heartbeats (sweeps may overlap).
+            tokio::spawn(async move {
+                match tokio::spawn(async move { (target.handler)(app, event).await }).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::warn!(error = %e, "scheduled sweep failed"),
+                    Err(e) => tracing::error!(error = %e, "scheduled sweep panicked"),
+                }
+            });
         }
     });
 }

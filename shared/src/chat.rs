@@ -114,6 +114,34 @@ pub struct HistoryQuery {
     pub strict: bool,
 }
 
+impl HistoryQuery {
+    /// `?limit=` (1..=200, default 50), `?before=<message_id>`, `?order=strict`, parsed at
+    /// the edge.
+    pub fn parse(
+        limit: Option<&str>,
+        before: Option<&str>,
+        order: Option<&str>,
+    ) -> Result<HistoryQuery, crate::error::InputError> {
+        use crate::error::InputError;
+        Ok(HistoryQuery {
+            limit: match limit {
+                None => DEFAULT_LIMIT,
+                Some(raw) => raw
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_LIMIT).contains(n))
+                    .ok_or(InputError::InvalidLimit)?,
+            },
+            before: before.map(MessageId::parse).transpose()?,
+            strict: match order {
+                None => false,
+                Some("strict") => true,
+                Some(_) => return Err(InputError::InvalidOrder),
+            },
+        })
+    }
+}
+
 /// One page of the conversation between `me` and `other`, oldest first.
 pub async fn history(app: &App, me: UserId, other: UserId, q: HistoryQuery) -> Result<HistoryPage> {
     if other != me && !crate::users::exists(app, other).await? {

@@ -56,8 +56,6 @@ pub enum AuthError {
     OtpLocked,
     #[error("missing, unknown, expired or revoked token")]
     Unauthorized,
-    #[error("OTP delivery mode `{0}` is not available; use OTP_MODE=emulated")]
-    OtpModeUnavailable(String),
 }
 
 /// Conversations and messages.
@@ -170,7 +168,6 @@ impl Error {
                 AuthError::OtpExpired => (401, "otp_expired"),
                 AuthError::OtpLocked => (401, "otp_locked"),
                 AuthError::Unauthorized => (401, "unauthorized"),
-                AuthError::OtpModeUnavailable(_) => (503, "otp_unavailable"),
             },
             Error::Chat(e) => match e {
                 ChatError::UnknownUser => (404, "unknown_user"),

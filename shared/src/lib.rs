@@ -17,11 +17,14 @@ pub mod experiments;
 pub mod http;
 pub mod invoke;
 pub mod lambda;
+#[cfg(test)]
+mod layers;
 pub mod push;
 pub mod realtime;
 pub mod scheduler;
 pub mod socketio;
 pub mod store;
+pub mod task;
 pub mod telemetry;
 pub mod time;
 pub mod users;

@@ -11,38 +11,21 @@ use std::time::Duration;
 
 use bson::doc;
 use futures::TryStreamExt;
-use futures::future::join_all;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::api::TypingEvent;
 use crate::app::App;
-use crate::domain::{ConnectionId, UserId};
+use crate::domain::UserId;
 use crate::error::{InputError, Result};
 use crate::realtime::events::ServerEvent;
 use crate::realtime::fanout::{self, Due};
-use crate::realtime::{connections, phantom};
-use crate::socketio;
+use crate::realtime::sio_env::{AppEnv, engine_config};
+use crate::realtime::{connections, outbox, phantom};
+use crate::socketio::runtime;
 use crate::store::{ConnectionDoc, Protocol};
+pub use crate::task::Task;
 use crate::time;
-
-/// A task handed to the scheduler by asynchronous invoke.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "task", rename_all = "snake_case")]
-pub enum Task {
-    /// Post the Engine.IO open packet to a new Socket.IO connection.
-    Open { connection_id: ConnectionId },
-    /// Welcome a new plain-JSON connection and deliver what waited for it.
-    Welcome { connection_id: ConnectionId },
-    /// Deliver `user`'s messages that are due at `not_before_ms` (epoch milliseconds).
-    Deliver { user: UserId, not_before_ms: i64 },
-    /// End a phantom typing indicator.
-    PhantomStop {
-        from: UserId,
-        to: UserId,
-        not_before_ms: i64,
-    },
-}
 
 /// What one invocation did (returned to the invoker and logged).
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
@@ -54,7 +37,6 @@ pub struct Report {
     pub phantoms: usize,
 }
 
-use crate::realtime::fanout::ESTABLISH_WAIT;
 /// How late a message must be before the sweep delivers it.
 const OVERDUE_GRACE: Duration = Duration::from_secs(2);
 /// The longest a delivery task waits for its due time.
@@ -91,36 +73,8 @@ pub async fn run_task(app: &App, task: Task) -> Result<Report> {
     let mut report = Report::default();
     match task {
         Task::Open { connection_id: id } => {
-            let Some(conn) = connections::get(app, &id).await? else {
-                return Ok(report);
-            };
-            if conn.opened {
-                return Ok(report);
-            }
-            let ws = &app.config.ws;
-            let open = socketio::open_packet(
-                conn.eio_sid.as_deref().unwrap_or_default(),
-                ws.ping_interval.as_millis() as u64,
-                ws.ping_timeout.as_millis() as u64,
-                u64::from(ws.max_payload),
-            );
-            // Claim the open first, so a concurrent retry of this task posts nothing.
-            let now = time::to_bson(time::now());
-            let claimed = app
-                .store
-                .connections
-                .update_one(
-                    doc! { "_id": id.as_str(), "opened": false },
-                    doc! { "$set": { "opened": true, "last_ping": now, "last_seen": now } },
-                )
-                .await?;
-            if claimed.modified_count == 0 {
-                return Ok(report);
-            }
-            if fanout::post_when_established(app, &id, open).await {
+            if runtime::open(&AppEnv::new(app), &engine_config(app), &id).await? {
                 report.opened = 1;
-            } else {
-                connections::remove(app, &id).await?;
             }
         }
         Task::Welcome { connection_id: id } => {
@@ -158,7 +112,7 @@ pub async fn run_task(app: &App, task: Task) -> Result<Report> {
                     from,
                     typing: false,
                 });
-                fanout::push_to_users(app, &[to], &stop).await?;
+                outbox::push_to_users(app, &[to], &stop).await?;
             }
         }
     }
@@ -178,61 +132,9 @@ pub async fn sweep(app: &App) -> Result<Report> {
 }
 
 async fn heartbeat(app: &App, report: &mut Report) -> Result<()> {
-    let ws = &app.config.ws;
-    let now = time::now();
-    let millis = |t: bson::DateTime| now.timestamp_millis() - t.timestamp_millis();
-    let silent_limit = (ws.ping_interval + ws.ping_timeout).as_millis() as i64;
-    let interval = ws.ping_interval.as_millis() as i64;
-    let conns = connections::speaking(app, &[Protocol::SocketIo, Protocol::Engine]).await?;
-    let mut drop: Vec<ConnectionId> = Vec::new();
-    let mut ping: Vec<ConnectionId> = Vec::new();
-    for c in &conns {
-        let Some(id) = c.id() else { continue };
-        if !c.opened {
-            // The open task owns a connection until the open packet went out.
-            if millis(c.connected_at) > (ESTABLISH_WAIT.as_millis() as i64) * 2 {
-                drop.push(id);
-            }
-            continue;
-        }
-        let silent = millis(c.last_seen) > silent_limit;
-        // Socket.IO's connect timeout: a session that never joined a namespace in time.
-        let never_connected = c.protocol == Protocol::SocketIo
-            && !c.joined_once
-            && millis(c.connected_at) > ws.connect_timeout.as_millis() as i64;
-        if silent || never_connected {
-            drop.push(id);
-        } else if c.last_ping.is_none_or(|p| millis(p) >= interval) {
-            ping.push(id);
-        }
-    }
-    let pinged: Vec<ConnectionId> = join_all(ping.iter().map(|id| async move {
-        fanout::post_frame(app, id, socketio::PING.to_owned())
-            .await
-            .ok()
-            .map(|()| id.clone())
-    }))
-    .await
-    .into_iter()
-    .flatten()
-    .collect();
-    if !pinged.is_empty() {
-        let ids: Vec<&str> = pinged.iter().map(ConnectionId::as_str).collect();
-        app.store
-            .connections
-            .update_many(
-                doc! { "_id": { "$in": ids } },
-                doc! { "$set": { "last_ping": time::to_bson(now) } },
-            )
-            .await?;
-    }
-    report.pinged += pinged.len();
-    for id in &drop {
-        tracing::info!(connection = %id, "dropping a silent connection");
-        let _ = app.pusher.close(id).await;
-        connections::remove(app, id).await?;
-    }
-    report.dropped += drop.len();
+    let beat = runtime::heartbeat(&AppEnv::new(app), &engine_config(app)).await?;
+    report.pinged += beat.pinged;
+    report.dropped += beat.dropped;
     Ok(())
 }
 
@@ -323,7 +225,7 @@ async fn phantom_typing(app: &App) -> Result<usize> {
             .filter(|c| c.user() == Some(user))
             .cloned()
             .collect();
-        if fanout::push(app, &user_conns, &start).await.is_empty() {
+        if outbox::push(app, &user_conns, &start).await.is_empty() {
             continue;
         }
         shown += 1;
@@ -338,31 +240,4 @@ async fn phantom_typing(app: &App) -> Result<usize> {
         }
     }
     Ok(shown)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tasks_round_trip_as_json() {
-        let u = UserId::new();
-        let t = Task::Deliver {
-            user: u,
-            not_before_ms: 5,
-        };
-        let v = serde_json::to_value(&t).expect("json");
-        assert_eq!(v["task"], "deliver");
-        assert_eq!(serde_json::from_value::<Task>(v).expect("task"), t);
-        let open: Task =
-            serde_json::from_str(r#"{"task":"open","connection_id":"abc="}"#).expect("open");
-        assert_eq!(
-            open,
-            Task::Open {
-                connection_id: ConnectionId::parse("abc=").expect("id")
-            }
-        );
-        // Ids are parsed at the edge: a task naming a malformed connection is refused.
-        assert!(serde_json::from_str::<Task>(r#"{"task":"open","connection_id":"a b"}"#).is_err());
-    }
 }

@@ -160,6 +160,7 @@ pub struct Lease {
     ttl: Duration,
     /// The `last` the previous holder recorded.
     pub last: Option<DateTime>,
+    taken_at: std::time::Instant,
 }
 
 /// Typed handles on every collection.
@@ -213,6 +214,7 @@ impl Store {
                         owner,
                         ttl,
                         last: doc.and_then(|d| d.last),
+                        taken_at: std::time::Instant::now(),
                     });
                 }
                 Err(e) if is_duplicate_key(&e) => {
@@ -244,6 +246,10 @@ impl Store {
 
     /// Gives a lease back, recording `last` for the next holder when given.
     pub async fn release(&self, lease: Lease, last: Option<DateTime>) {
+        let held = lease.taken_at.elapsed();
+        if held > Duration::from_secs(1) {
+            tracing::warn!(key = lease.key, ?held, "a lease was held for long");
+        }
         // Ran out a moment ago: the next `until < now` matches at once.
         let mut set =
             doc! { "until": DateTime::from_millis(DateTime::now().timestamp_millis() - 1) };

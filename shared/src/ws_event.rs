@@ -32,39 +32,25 @@ pub fn connection_id(event: &ApiGatewayWebsocketProxyRequest) -> Result<Connecti
     )?)
 }
 
-/// One WebSocket frame as the event carries it: text frames arrive as the body, binary ones
-/// (where a transport passes them) base64-encoded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Frame {
-    Text(String),
-    Binary(Vec<u8>),
-}
+pub use crate::socketio::runtime::Frame;
 
-impl Frame {
-    pub fn of(event: &ApiGatewayWebsocketProxyRequest) -> Frame {
-        let raw = event.body.clone().unwrap_or_default();
-        if event.is_base64_encoded {
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(raw.as_bytes())
-                .unwrap_or_default();
-            Frame::Binary(bytes)
-        } else {
-            Frame::Text(raw)
-        }
-    }
-
-    /// The frame as text: a binary frame's bytes when they are UTF-8, else empty.
-    pub fn into_text(self) -> String {
-        match self {
-            Frame::Text(t) => t,
-            Frame::Binary(b) => String::from_utf8(b).unwrap_or_default(),
-        }
+/// The frame the event carries: text frames arrive as the body, binary ones (where a
+/// transport passes them) base64-encoded.
+pub fn frame_of(event: &ApiGatewayWebsocketProxyRequest) -> Frame {
+    let raw = event.body.clone().unwrap_or_default();
+    if event.is_base64_encoded {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(raw.as_bytes())
+            .unwrap_or_default();
+        Frame::Binary(bytes)
+    } else {
+        Frame::Text(raw)
     }
 }
 
 /// The frame's text (base64-decoded when API Gateway encoded it).
 pub fn body_text(event: &ApiGatewayWebsocketProxyRequest) -> String {
-    Frame::of(event).into_text()
+    frame_of(event).into_text()
 }
 
 /// One span per invocation, with the route and the connection.

@@ -2,8 +2,7 @@
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use shared::chat::{self, HistoryQuery};
-use shared::domain::{MessageId, UserId};
-use shared::error::InputError;
+use shared::domain::UserId;
 use shared::http::{self, Reply};
 use shared::{App, Result, auth};
 
@@ -17,22 +16,8 @@ pub async fn handler(
             .path_param("other_id")
             .or_else(|| req.last_path_segment());
         let other = UserId::parse(other_id.unwrap_or_default())?;
-        let query = HistoryQuery {
-            limit: match req.query("limit") {
-                None => chat::DEFAULT_LIMIT,
-                Some(raw) => raw
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=chat::MAX_LIMIT).contains(n))
-                    .ok_or(InputError::InvalidLimit)?,
-            },
-            before: req.query("before").map(MessageId::parse).transpose()?,
-            strict: match req.query("order") {
-                None => false,
-                Some("strict") => true,
-                Some(_) => return Err(InputError::InvalidOrder.into()),
-            },
-        };
+        let query =
+            HistoryQuery::parse(req.query("limit"), req.query("before"), req.query("order"))?;
         Reply::ok(&chat::history(app, me, other, query).await?)
     })
     .await)

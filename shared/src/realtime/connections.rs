@@ -10,7 +10,7 @@ use futures::TryStreamExt;
 use crate::app::App;
 use crate::domain::{ConnectionId, UserId};
 use crate::error::Result;
-use crate::store::{ConnectionDoc, PartialPacket, Protocol};
+use crate::store::{ConnectionDoc, NamespaceJoin, PartialPacket, Protocol};
 use crate::time;
 
 /// API Gateway closes every connection after 2 hours; the record's TTL follows, with margin.
@@ -90,10 +90,10 @@ pub async fn join(
     app: &App,
     id: &ConnectionId,
     user: Option<UserId>,
-    ns: &str,
-    sid: &str,
+    joined: &NamespaceJoin,
 ) -> Result<bool> {
-    let join = doc! { "ns": ns, "sid": sid };
+    let ns = joined.ns.as_str();
+    let join = doc! { "ns": ns, "sid": &joined.sid };
     let mut set = doc! { "joined_once": true };
     if let Some(u) = user {
         set.insert("user_id", u.object_id());
@@ -225,7 +225,10 @@ pub async fn set_partial(
         .connections
         .update_one(
             doc! { "_id": id.as_str() },
-            crate::socketio::server::partial_update(partial),
+            match partial.and_then(|p| bson::to_bson(p).ok()) {
+                Some(p) => doc! { "$set": { "partial": p } },
+                None => doc! { "$unset": { "partial": "" } },
+            },
         )
         .await?;
     Ok(())

@@ -1,7 +1,4 @@
-//! Getting events to connections, and messages to recipients.
-//!
-//! [`push`] posts one event to many connections in parallel; a 410 from @connections deletes
-//! that connection's record.
+//! Getting messages to recipients (the posting itself is `outbox`).
 //!
 //! Messages reach a recipient through their [`Inbox`]: a lease on `inbox:<user>` under which
 //! everything that decides what a recipient's devices see happens, one holder at a time,
@@ -27,87 +24,12 @@ use futures::future::join_all;
 use crate::api::{DeliveredEvent, MessageEvent, SystemEvent};
 use crate::app::App;
 use crate::domain::{ConnectionId, MessageId, UserId};
-use crate::error::{PushError, Result, StoreError};
+use crate::error::{Result, StoreError};
 use crate::realtime::connections;
 use crate::realtime::events::ServerEvent;
+use crate::realtime::outbox::{post_frame, post_frames, post_when_established, push};
 use crate::store::{ConnectionDoc, Lease, MessageDoc, Protocol, Store};
 use crate::time;
-
-/// Posts raw frames to one connection, in order; stops at the first failure. Returns how
-/// many were posted. A gone connection's record is deleted.
-pub async fn post_frames(app: &App, conn: &ConnectionId, frames: &[String]) -> usize {
-    for (i, frame) in frames.iter().enumerate() {
-        if post_frame(app, conn, frame.clone()).await.is_err() {
-            return i;
-        }
-    }
-    frames.len()
-}
-
-/// Posts one raw frame to one connection.
-pub async fn post_frame(
-    app: &App,
-    conn: &ConnectionId,
-    frame: String,
-) -> std::result::Result<(), PushError> {
-    let res = app.pusher.post(conn, frame).await;
-    if let Err(e) = &res {
-        forget_if_gone(app, conn, e).await;
-    }
-    res
-}
-
-/// How long to keep trying to post to a connection that does not exist yet: `$connect`
-/// returns before API Gateway establishes the connection.
-pub const ESTABLISH_WAIT: Duration = Duration::from_secs(5);
-
-/// Posts `frame`, retrying while API Gateway still reports the connection gone (the first
-/// frame after `$connect`).
-pub async fn post_when_established(app: &App, id: &ConnectionId, frame: String) -> bool {
-    let started = std::time::Instant::now();
-    let mut pause = Duration::from_millis(5);
-    loop {
-        match app.pusher.post(id, frame.clone()).await {
-            Ok(()) => return true,
-            Err(PushError::Gone) if started.elapsed() < ESTABLISH_WAIT => {
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_millis(100));
-            }
-            Err(e) => {
-                tracing::info!(error = %e, connection = %id, "connection never became reachable");
-                return false;
-            }
-        }
-    }
-}
-
-async fn forget_if_gone(app: &App, conn: &ConnectionId, e: &PushError) {
-    match e {
-        PushError::Gone => {
-            tracing::info!(connection = %conn, "connection gone; forgetting it");
-            if let Err(e) = connections::remove(app, conn).await {
-                tracing::warn!(error = %e, "could not delete a gone connection's record");
-            }
-        }
-        other => tracing::warn!(connection = %conn, error = %other, "push failed"),
-    }
-}
-
-/// Posts `event` to every connection given; returns the ids that took it.
-pub async fn push(app: &App, conns: &[ConnectionDoc], event: &ServerEvent) -> Vec<ConnectionId> {
-    let posts = conns.iter().filter_map(|c| {
-        let id = c.id()?;
-        let frame = event.frame(c.protocol);
-        Some(async move { post_frame(app, &id, frame).await.ok().map(|()| id) })
-    });
-    join_all(posts).await.into_iter().flatten().collect()
-}
-
-/// Posts `event` to every authenticated connection of `users`.
-pub async fn push_to_users(app: &App, users: &[UserId], event: &ServerEvent) -> Result<usize> {
-    let conns = connections::of_users(app, users).await?;
-    Ok(push(app, &conns, event).await.len())
-}
 
 pub fn message_event(m: &MessageDoc) -> MessageEvent {
     MessageEvent {
@@ -234,8 +156,9 @@ impl Inbox {
     }
 
     /// Pushes the inbox's undelivered messages (those `due`), oldest first, to every live
-    /// connection of its user, page by page; marks them delivered and tells their senders.
-    /// Returns what this call marked delivered.
+    /// connection of its user, page by page, and marks them delivered. Returns what this
+    /// call marked delivered: tell their senders with [`notify_senders`] once the inbox is
+    /// closed (the notices need no lease).
     pub async fn deliver(
         &self,
         app: &App,
@@ -312,7 +235,6 @@ impl Inbox {
             }
             self.renew().await?;
         }
-        notify_senders(app, self.user, &delivered, known).await?;
         Ok(delivered)
     }
 }
@@ -346,7 +268,9 @@ pub async fn deliver_pending_within(
     let inbox = Inbox::open_within(app, recipient, wait).await?;
     let result = inbox.deliver(app, due, None).await;
     inbox.close().await;
-    Ok(result?.len())
+    let delivered = result?;
+    notify_senders(app, recipient, &delivered, None).await?;
+    Ok(delivered.len())
 }
 
 /// A device goes live under its user's inbox lease: its first frames (the welcome, with the
@@ -362,7 +286,7 @@ pub async fn go_live(
     first_needs_establishing: bool,
 ) -> Result<bool> {
     let inbox = Inbox::open(app, user).await?;
-    let result = async {
+    let result: Result<Option<Vec<Delivered>>> = async {
         let pending = pending_count(app, user).await?;
         let welcome = ServerEvent::System(SystemEvent::Welcome {
             user_id: user,
@@ -375,14 +299,17 @@ pub async fn go_live(
             post_frame(app, id, welcome).await.is_ok()
         };
         if !posted || !connections::set_live(app, id).await? {
-            return Ok(false);
+            return Ok(None);
         }
-        inbox.deliver(app, Due::All, None).await?;
-        Ok(true)
+        Ok(Some(inbox.deliver(app, Due::All, None).await?))
     }
     .await;
     inbox.close().await;
-    result
+    let Some(delivered) = result? else {
+        return Ok(false);
+    };
+    notify_senders(app, user, &delivered, None).await?;
+    Ok(true)
 }
 
 /// Sets `delivered_at` on those of `batch` not delivered yet; returns the ones this call
@@ -427,8 +354,9 @@ async fn mark_delivered(app: &App, batch: &[MessageDoc]) -> Result<Vec<Delivered
         .collect())
 }
 
-/// `delivered` to each sender's connections, once per message this delivery marked.
-async fn notify_senders(
+/// `delivered` to each sender's connections, once per message a delivery marked (posted
+/// concurrently: their order carries no meaning).
+pub async fn notify_senders(
     app: &App,
     recipient: UserId,
     delivered: &[Delivered],
@@ -445,17 +373,19 @@ async fn notify_senders(
         if conns.is_empty() {
             continue;
         }
-        for d in delivered
+        let notices = delivered
             .iter()
             .filter(|d| UserId::from_object_id(d.message.from) == sender)
-        {
-            let event = ServerEvent::Delivered(DeliveredEvent {
-                message_id: MessageId::from_object_id(d.message.id),
-                to: recipient,
-                delivered_at: d.at,
+            .map(|d| {
+                let event = ServerEvent::Delivered(DeliveredEvent {
+                    message_id: MessageId::from_object_id(d.message.id),
+                    to: recipient,
+                    delivered_at: d.at,
+                });
+                let conns = &conns;
+                async move { push(app, conns, &event).await }
             });
-            push(app, &conns, &event).await;
-        }
+        join_all(notices).await;
     }
     Ok(())
 }

@@ -5,6 +5,8 @@
 pub mod connections;
 pub mod events;
 pub mod fanout;
+pub mod outbox;
 pub mod phantom;
 pub mod service;
+pub mod sio_env;
 pub mod ws;

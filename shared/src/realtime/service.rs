@@ -18,8 +18,9 @@ use crate::error::{ChatError, InputError, Result};
 use crate::realtime::connections;
 use crate::realtime::events::ServerEvent;
 use crate::realtime::fanout::{self, Due, Inbox};
-use crate::scheduler::Task;
+use crate::realtime::outbox;
 use crate::store::Protocol;
+use crate::task::Task;
 use crate::time;
 
 /// Who sent an event: the connection and its authenticated user.
@@ -30,12 +31,34 @@ pub struct Caller {
     pub protocol: Protocol,
 }
 
-/// A client event, parsed from a Socket.IO event or a plain-JSON action.
+/// `send_message`, validated.
+#[derive(Debug, Clone)]
+pub struct SendMessage {
+    pub to: UserId,
+    pub text: MessageText,
+    pub client_id: Option<ClientMsgId>,
+}
+
+/// `typing`, validated.
+#[derive(Debug, Clone, Copy)]
+pub struct Typing {
+    pub to: UserId,
+    pub typing: bool,
+}
+
+/// `read`, validated.
+#[derive(Debug, Clone, Copy)]
+pub struct Read {
+    pub message_id: MessageId,
+}
+
+/// A client event, parsed and validated from a Socket.IO event or a plain-JSON action:
+/// services only ever see these types.
 #[derive(Debug)]
 pub enum ClientEvent {
-    SendMessage(SendMessageArgs),
-    Typing(TypingArgs),
-    Read(ReadArgs),
+    SendMessage(SendMessage),
+    Typing(Typing),
+    Read(Read),
     Unknown(String),
 }
 
@@ -50,9 +73,27 @@ impl ClientEvent {
                 .map_err(|e| InputError::InvalidBody(format!("`{name}`: {e}")))
         }
         Ok(match name {
-            "send_message" => ClientEvent::SendMessage(args(name, data)?),
-            "typing" => ClientEvent::Typing(args(name, data)?),
-            "read" => ClientEvent::Read(args(name, data)?),
+            "send_message" => {
+                let a: SendMessageArgs = args(name, data)?;
+                ClientEvent::SendMessage(SendMessage {
+                    to: UserId::parse(&a.to)?,
+                    text: MessageText::parse(&a.text)?,
+                    client_id: a.client_id.as_deref().map(ClientMsgId::parse).transpose()?,
+                })
+            }
+            "typing" => {
+                let a: TypingArgs = args(name, data)?;
+                ClientEvent::Typing(Typing {
+                    to: UserId::parse(&a.to)?,
+                    typing: a.typing,
+                })
+            }
+            "read" => {
+                let a: ReadArgs = args(name, data)?;
+                ClientEvent::Read(Read {
+                    message_id: MessageId::parse(&a.message_id)?,
+                })
+            }
             other => ClientEvent::Unknown(other.to_owned()),
         })
     }
@@ -71,14 +112,12 @@ pub struct Sent {
 /// it after every message already sent to them). Call [`Sent::fan_out`] next. A retry of an
 /// earlier send (same `client_id`, same `to` and `text`) returns the original and fans out
 /// nothing; the same `client_id` with another `to` or `text` is `client_id_conflict`.
-pub async fn send_message(app: &App, caller: &Caller, args: SendMessageArgs) -> Result<Sent> {
-    let to = UserId::parse(&args.to)?;
-    let text = MessageText::parse(&args.text)?;
-    let client_id = args
-        .client_id
-        .as_deref()
-        .map(ClientMsgId::parse)
-        .transpose()?;
+pub async fn send_message(app: &App, caller: &Caller, args: SendMessage) -> Result<Sent> {
+    let SendMessage {
+        to,
+        text,
+        client_id,
+    } = args;
     if to == caller.user {
         return Err(ChatError::SelfMessage.into());
     }
@@ -126,13 +165,32 @@ impl Sent {
         let Some(inbox) = self.inbox.take() else {
             return;
         };
-        if let Err(e) = self.fan_out_inner(app, &inbox).await {
+        let result = self.fan_out_inner(app, &inbox).await;
+        inbox.close().await;
+        let notified = match result {
+            Ok(Some((delivered, conns))) => {
+                let users = [self.event.from, self.event.to];
+                let known = fanout::Known {
+                    users: &users,
+                    conns: &conns,
+                };
+                fanout::notify_senders(app, self.event.to, &delivered, Some(known)).await
+            }
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = notified {
             tracing::warn!(error = %e, "fan-out failed; the message stays undelivered until a push succeeds");
         }
-        inbox.close().await;
     }
 
-    async fn fan_out_inner(&self, app: &App, inbox: &Inbox) -> Result<()> {
+    /// Returns what it delivered (and the connections it read), for the `delivered` notices
+    /// that follow once the inbox is closed.
+    async fn fan_out_inner(
+        &self,
+        app: &App,
+        inbox: &Inbox,
+    ) -> Result<Option<(Vec<fanout::Delivered>, Vec<crate::store::ConnectionDoc>)>> {
         let (from, to) = (self.event.from, self.event.to);
         let users = [from, to];
         let conns = connections::of_users(app, &users).await?;
@@ -149,13 +207,13 @@ impl Sent {
                     conns: &conns,
                 };
                 let (_, delivered) = futures::join!(
-                    fanout::push(app, &senders, &message),
+                    outbox::push(app, &senders, &message),
                     inbox.deliver(app, Due::Now, Some(known))
                 );
-                delivered?;
+                return Ok(Some((delivered?, conns)));
             }
             Some(delay) => {
-                fanout::push(app, &senders, &message).await;
+                outbox::push(app, &senders, &message).await;
                 let task = Task::Deliver {
                     user: to,
                     not_before_ms: self.event.created_at.timestamp_millis()
@@ -166,14 +224,14 @@ impl Sent {
                 }
             }
         }
-        Ok(())
+        Ok(None)
     }
 }
 
 /// `read`: only the recipient may mark a message read. Tells the sender; returns the ack
 /// for the reader and whether this was the first read (receipts go out only then).
-pub async fn read(app: &App, caller: &Caller, args: ReadArgs) -> Result<(ReadAckEvent, bool)> {
-    let id = MessageId::parse(&args.message_id)?;
+pub async fn read(app: &App, caller: &Caller, args: Read) -> Result<(ReadAckEvent, bool)> {
+    let id = args.message_id;
     let messages = &app.store.messages;
     let message = messages
         .find_one(doc! { "_id": id.object_id() })
@@ -219,7 +277,7 @@ pub async fn read(app: &App, caller: &Caller, args: ReadArgs) -> Result<(ReadAck
                     to: caller.user,
                     delivered_at: read_at,
                 });
-                fanout::push_to_users(app, &[sender], &delivered).await?;
+                outbox::push_to_users(app, &[sender], &delivered).await?;
             }
         }
         let receipt = ServerEvent::Read(ReadEvent {
@@ -227,7 +285,7 @@ pub async fn read(app: &App, caller: &Caller, args: ReadArgs) -> Result<(ReadAck
             by: caller.user,
             read_at,
         });
-        fanout::push_to_users(app, &[sender], &receipt).await?;
+        outbox::push_to_users(app, &[sender], &receipt).await?;
     }
     Ok((
         ReadAckEvent {
@@ -239,8 +297,8 @@ pub async fn read(app: &App, caller: &Caller, args: ReadArgs) -> Result<(ReadAck
 }
 
 /// `typing`: relayed to the recipient's connections.
-pub async fn typing(app: &App, caller: &Caller, args: TypingArgs) -> Result<()> {
-    let to = UserId::parse(&args.to)?;
+pub async fn typing(app: &App, caller: &Caller, args: Typing) -> Result<()> {
+    let to = args.to;
     if to == caller.user {
         return Err(ChatError::SelfMessage.into());
     }
@@ -249,7 +307,7 @@ pub async fn typing(app: &App, caller: &Caller, args: TypingArgs) -> Result<()> 
         from: caller.user,
         typing: args.typing,
     });
-    fanout::push_to_users(app, &[to], &event).await?;
+    outbox::push_to_users(app, &[to], &event).await?;
     Ok(())
 }
 

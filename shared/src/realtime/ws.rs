@@ -12,17 +12,19 @@ use tracing::Instrument;
 
 use crate::app::App;
 use crate::auth;
-use crate::domain::Token;
+use crate::domain::{Token, UserId};
 use crate::error::{AuthError, Error, InputError, Result};
-use crate::realtime::connections;
 use crate::realtime::events::ServerEvent;
-use crate::realtime::fanout;
 use crate::realtime::service::{self, Caller, ClientEvent};
-use crate::scheduler::Task;
+use crate::realtime::sio_env::{AppEnv, state_of};
+use crate::realtime::{connections, fanout, outbox};
 use crate::socketio;
-use crate::socketio::server::{self, Authorized, Event, Frame, Session, SocketApp, SocketIo};
+use crate::socketio::runtime::{
+    self, Authorized, Event, Frame, Handshake, Session, SocketApp, SocketIo,
+};
 use crate::store::{ConnectionDoc, Protocol};
-use crate::ws_event::{body_text, connection_id, ok, response, span};
+use crate::task::Task;
+use crate::ws_event::{body_text, connection_id, frame_of, ok, response, span};
 
 /// The plain-JSON routes API Gateway selects with `$request.body.action`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +56,7 @@ pub async fn on_connect(
         let id = connection_id(&event)?;
         let query = &event.query_string_parameters;
         if query.first("EIO").is_some() {
-            return server::connect(app, &id, &event, Protocol::SocketIo).await;
+            return socket_io_handshake(&AppEnv::new(app), &id, &event).await;
         }
         let user = match query.first("token").map(Token::parse) {
             Some(Ok(token)) => match auth::authenticate(app, &token).await {
@@ -100,7 +102,7 @@ pub async fn on_default(
     let span = span(&event);
     async {
         let id = connection_id(&event)?;
-        let frame = Frame::of(&event);
+        let frame = frame_of(&event);
         let conn = match connections::get_settled(app, &id).await {
             Ok(conn) => conn,
             Err(e) => {
@@ -116,11 +118,13 @@ pub async fn on_default(
         };
         match conn.protocol {
             Protocol::SocketIo | Protocol::Engine => {
-                Box::pin(server::frame(
-                    app,
+                let env = AppEnv::new(app);
+                let state = state_of(&conn);
+                Box::pin(runtime::frame(
+                    &env,
                     &SocketIo(&ChatSocket),
                     &id,
-                    &conn,
+                    &state,
                     frame,
                 ))
                 .await?;
@@ -141,7 +145,7 @@ pub async fn on_default(
                 };
                 let event = action.ok().flatten();
                 let notice = ServerEvent::error(&e, event.as_deref()).frame(Protocol::Json);
-                let _ = fanout::post_frame(app, &id, notice).await;
+                let _ = outbox::post_frame(app, &id, notice).await;
             }
         }
         Ok(ok())
@@ -163,13 +167,13 @@ pub async fn on_action(
             Ok(conn) => conn,
             Err(e) => {
                 let notice = ServerEvent::error(&e, Some(action.route_key())).frame(Protocol::Json);
-                let _ = fanout::post_frame(app, &id, notice).await;
+                let _ = outbox::post_frame(app, &id, notice).await;
                 return Err(e);
             }
         };
         let Some(user) = conn.as_ref().and_then(ConnectionDoc::user) else {
             let e = Error::Auth(AuthError::Unauthorized);
-            let _ = fanout::post_frame(
+            let _ = outbox::post_frame(
                 app,
                 &id,
                 ServerEvent::error(&e, Some(action.route_key())).frame(Protocol::Json),
@@ -193,7 +197,7 @@ pub async fn on_action(
         match result {
             Ok(outcome) => {
                 if let Some(reply) = outcome.reply {
-                    let _ = fanout::post_frame(app, &id, reply.frame(protocol)).await;
+                    let _ = outbox::post_frame(app, &id, reply.frame(protocol)).await;
                 }
                 if let Some(sent) = outcome.sent {
                     Box::pin(sent.fan_out(app)).await;
@@ -201,7 +205,7 @@ pub async fn on_action(
             }
             Err(e) => {
                 crate::http::log_error(&e);
-                let _ = fanout::post_frame(
+                let _ = outbox::post_frame(
                     app,
                     &id,
                     ServerEvent::error(&e, Some(action.route_key())).frame(protocol),
@@ -250,7 +254,7 @@ async fn refuse_frame(app: &App, id: &crate::domain::ConnectionId, frame: &Frame
     } else {
         Vec::new()
     };
-    fanout::post_frames(app, id, &frames).await;
+    outbox::post_frames(app, id, &frames).await;
 }
 
 /// The chat as a Socket.IO application: the main namespace only, `auth.token` decides, the
@@ -258,7 +262,7 @@ async fn refuse_frame(app: &App, id: &crate::domain::ConnectionId, frame: &Frame
 #[derive(Debug, Clone, Copy)]
 pub struct ChatSocket;
 
-impl SocketApp for ChatSocket {
+impl<'a> SocketApp<AppEnv<'a>> for ChatSocket {
     fn has_namespace(&self, ns: &str) -> bool {
         ns == "/"
     }
@@ -270,7 +274,7 @@ impl SocketApp for ChatSocket {
 
     async fn authorize(
         &self,
-        app: &App,
+        env: &AppEnv<'a>,
         _ns: &str,
         auth_payload: Option<&Value>,
     ) -> Result<Authorized> {
@@ -279,8 +283,8 @@ impl SocketApp for ChatSocket {
             .and_then(Value::as_str)
             .map(Token::parse);
         match token {
-            Some(Ok(token)) => match auth::authenticate(app, &token).await {
-                Ok(user) => Ok(Authorized::User(user)),
+            Some(Ok(token)) => match auth::authenticate(env.app, &token).await {
+                Ok(user) => Ok(Authorized::Principal(user.to_string())),
                 Err(Error::Auth(_)) => Ok(Authorized::Refused("unauthorized".into())),
                 Err(e) => Err(e),
             },
@@ -290,22 +294,22 @@ impl SocketApp for ChatSocket {
 
     async fn connected(
         &self,
-        app: &App,
+        env: &AppEnv<'a>,
         session: &Session,
         _ns: &str,
         _auth: Option<Value>,
     ) -> Result<()> {
-        match session.user {
-            Some(user) => {
-                fanout::go_live(app, &session.id, Protocol::SocketIo, user, false).await?;
+        match session.principal.as_deref().map(UserId::parse) {
+            Some(Ok(user)) => {
+                fanout::go_live(env.app, &session.id, Protocol::SocketIo, user, false).await?;
                 Ok(())
             }
-            None => Ok(()),
+            _ => Ok(()),
         }
     }
 
-    async fn event(&self, app: &App, session: &Session, event: Event) -> Result<()> {
-        let Some(user) = session.user else {
+    async fn event(&self, env: &AppEnv<'a>, session: &Session, event: Event) -> Result<()> {
+        let Some(Ok(user)) = session.principal.as_deref().map(UserId::parse) else {
             return Ok(());
         };
         let caller = Caller {
@@ -313,7 +317,28 @@ impl SocketApp for ChatSocket {
             user,
             protocol: Protocol::SocketIo,
         };
-        sio_event(app, &caller, &event.ns, &event.name, event.args, event.ack).await
+        sio_event(
+            env.app,
+            &caller,
+            &event.ns,
+            &event.name,
+            event.args,
+            event.ack,
+        )
+        .await
+    }
+}
+
+/// `$connect` of a Socket.IO client: the runtime's handshake, as an integration response.
+async fn socket_io_handshake(
+    env: &AppEnv<'_>,
+    id: &crate::domain::ConnectionId,
+    event: &ApiGatewayWebsocketProxyRequest,
+) -> Result<ApiGatewayProxyResponse> {
+    let query = &event.query_string_parameters;
+    match runtime::handshake(env, id, query.first("EIO"), query.first("transport")).await? {
+        Handshake::Accepted => Ok(ok()),
+        Handshake::Refused(status, why) => Ok(response(i64::from(status), Some(why))),
     }
 }
 
@@ -339,7 +364,7 @@ async fn sio_event(
             if let Some(reply) = outcome.reply {
                 frames.push(reply.frame(Protocol::SocketIo));
             }
-            fanout::post_frames(app, id, &frames).await;
+            outbox::post_frames(app, id, &frames).await;
             if let Some(sent) = outcome.sent {
                 Box::pin(sent.fan_out(app)).await;
             }
@@ -356,7 +381,7 @@ async fn sio_event(
                     &[serde_json::json!({ "error": { "code": p.code, "message": p.message } })],
                 ));
             }
-            fanout::post_frames(app, id, &frames).await;
+            outbox::post_frames(app, id, &frames).await;
             if e.is_internal() { Err(e) } else { Ok(()) }
         }
     }

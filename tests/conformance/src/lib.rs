@@ -1,5 +1,5 @@
 //! The protocol conformance server: the project's own Engine.IO/Socket.IO server
-//! (`shared::socketio::server`, the code the Lambda functions run) behind the local
+//! (`shared::socketio::runtime`, the code the Lambda functions run) behind the local
 //! gateway's WebSocket emulation and the scheduler, configured and programmed as the
 //! official suites (socketio/engine.io-protocol and socketio/socket.io-protocol,
 //! `test-suite/`) expect their server:
@@ -24,13 +24,15 @@ use local_gateway::{Gateway, Options};
 use serde_json::{Value, json};
 use shared::config::Config;
 use shared::domain::ConnectionId;
-use shared::realtime::{connections, fanout};
+use shared::realtime::connections;
+use shared::realtime::sio_env::{AppEnv, state_of};
 use shared::socketio::codec;
-use shared::socketio::server::{
-    self, Ack, Authorized, EngineApp, Event, Frame, Session, SocketApp, SocketIo,
+use shared::socketio::runtime::{
+    self, Ack, Authorized, EngineApp, Env, Event, Frame, Handshake, Session, SessionState,
+    SocketApp, SocketIo,
 };
-use shared::store::{ConnectionDoc, Protocol};
-use shared::ws_event::{connection_id, ok};
+use shared::store::Protocol;
+use shared::ws_event::{connection_id, frame_of, ok, response};
 use shared::{App, Result};
 
 pub const PING_INTERVAL_MS: u64 = 300;
@@ -42,20 +44,20 @@ pub const CONNECT_TIMEOUT_MS: u64 = 1000;
 #[derive(Debug)]
 pub struct EngineEcho;
 
-impl EngineApp for EngineEcho {
+impl<'a> EngineApp<AppEnv<'a>> for EngineEcho {
     async fn message(
         &self,
-        app: &App,
-        _conn: &ConnectionDoc,
+        env: &AppEnv<'a>,
+        _state: &SessionState,
         id: &ConnectionId,
         data: Frame,
     ) -> Result<()> {
         match data {
             Frame::Text(payload) => {
-                let _ = fanout::post_frame(app, id, format!("4{payload}")).await;
+                let _ = env.send(id, format!("4{payload}")).await;
             }
             Frame::Binary(bytes) => {
-                let _ = app.pusher.post_binary(id, bytes).await;
+                let _ = env.send_binary(id, bytes).await;
             }
         }
         Ok(())
@@ -66,7 +68,7 @@ impl EngineApp for EngineEcho {
 #[derive(Debug)]
 pub struct SuiteSocket;
 
-impl SocketApp for SuiteSocket {
+impl<'a> SocketApp<AppEnv<'a>> for SuiteSocket {
     fn has_namespace(&self, ns: &str) -> bool {
         ns == "/" || ns == "/custom"
     }
@@ -75,58 +77,60 @@ impl SocketApp for SuiteSocket {
         true
     }
 
-    async fn authorize(&self, _app: &App, _ns: &str, _auth: Option<&Value>) -> Result<Authorized> {
+    async fn authorize(
+        &self,
+        _env: &AppEnv<'a>,
+        _ns: &str,
+        _auth: Option<&Value>,
+    ) -> Result<Authorized> {
         Ok(Authorized::Anonymous)
     }
 
     async fn connected(
         &self,
-        app: &App,
+        env: &AppEnv<'a>,
         session: &Session,
         ns: &str,
         auth: Option<Value>,
     ) -> Result<()> {
         let frame = codec::event(ns, "auth", &auth.unwrap_or_else(|| json!({})));
-        let _ = fanout::post_frame(app, &session.id, frame).await;
+        let _ = env.send(&session.id, frame).await;
         Ok(())
     }
 
-    async fn event(&self, app: &App, session: &Session, event: Event) -> Result<()> {
-        match (event.name.as_str(), event.ack) {
-            ("message", _) => {
-                let (text, bins) = codec::binary_event(
-                    &event.ns,
-                    "message-back",
-                    &event.args,
-                    &event.attachments,
-                    None,
-                );
-                server::post_with_attachments(app, &session.id, text, bins).await
-            }
+    async fn event(&self, env: &AppEnv<'a>, session: &Session, event: Event) -> Result<()> {
+        let (text, bins) = match (event.name.as_str(), event.ack) {
+            ("message", _) => codec::binary_event(
+                &event.ns,
+                "message-back",
+                &event.args,
+                &event.attachments,
+                None,
+            ),
             ("message-with-ack", Some(id)) => {
-                let (text, bins) =
-                    codec::binary_ack(&event.ns, id, &event.args, &event.attachments);
-                server::post_with_attachments(app, &session.id, text, bins).await
+                codec::binary_ack(&event.ns, id, &event.args, &event.attachments)
             }
             ("emit-with-ack", _) => {
-                let ack_id = connections::next_ack_id(app, &session.id).await?;
-                let (text, bins) = codec::binary_event(
+                let ack_id = env.next_ack_id(&session.id).await?;
+                codec::binary_event(
                     &event.ns,
                     "emit-with-ack",
                     &event.args,
                     &event.attachments,
                     Some(ack_id),
-                );
-                server::post_with_attachments(app, &session.id, text, bins).await
+                )
             }
-            _ => Ok(()),
-        }
+            _ => return Ok(()),
+        };
+        runtime::send_with_attachments(env, &session.id, text, bins).await;
+        Ok(())
     }
 
-    async fn ack(&self, app: &App, session: &Session, ack: Ack) -> Result<()> {
+    async fn ack(&self, env: &AppEnv<'a>, session: &Session, ack: Ack) -> Result<()> {
         let (text, bins) =
             codec::binary_event(&ack.ns, "emit-with-ack", &ack.args, &ack.attachments, None);
-        server::post_with_attachments(app, &session.id, text, bins).await
+        runtime::send_with_attachments(env, &session.id, text, bins).await;
+        Ok(())
     }
 }
 
@@ -136,7 +140,12 @@ async fn connect(
     protocol: Protocol,
 ) -> Result<ApiGatewayProxyResponse> {
     let id = connection_id(&event)?;
-    server::connect(app, &id, &event, protocol).await
+    let env = AppEnv { app, protocol };
+    let query = &event.query_string_parameters;
+    match runtime::handshake(&env, &id, query.first("EIO"), query.first("transport")).await? {
+        Handshake::Accepted => Ok(ok()),
+        Handshake::Refused(status, why) => Ok(response(i64::from(status), Some(why))),
+    }
 }
 
 async fn disconnect(
@@ -147,14 +156,18 @@ async fn disconnect(
     Ok(ok())
 }
 
-async fn default<A: EngineApp>(
+async fn default<A: for<'a> EngineApp<AppEnv<'a>>>(
     app: &App,
     engine: &A,
     event: ApiGatewayWebsocketProxyRequest,
 ) -> Result<ApiGatewayProxyResponse> {
     let id = connection_id(&event)?;
+    let env = AppEnv::new(app);
     match connections::get(app, &id).await? {
-        Some(conn) => Box::pin(server::frame(app, engine, &id, &conn, Frame::of(&event))).await?,
+        Some(conn) => {
+            let state = state_of(&conn);
+            Box::pin(runtime::frame(&env, engine, &id, &state, frame_of(&event))).await?
+        }
         None => {
             let _ = app.pusher.close(&id).await;
         }

@@ -1,0 +1,51 @@
+//! Work handed to the scheduler function by asynchronous invoke: plain data, with typed ids,
+//! shared by the functions that queue it and the scheduler that runs it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{ConnectionId, UserId};
+
+/// A task handed to the scheduler by asynchronous invoke.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "task", rename_all = "snake_case")]
+pub enum Task {
+    /// Post the Engine.IO open packet to a new Socket.IO connection.
+    Open { connection_id: ConnectionId },
+    /// Welcome a new plain-JSON connection and deliver what waited for it.
+    Welcome { connection_id: ConnectionId },
+    /// Deliver `user`'s messages that are due at `not_before_ms` (epoch milliseconds).
+    Deliver { user: UserId, not_before_ms: i64 },
+    /// End a phantom typing indicator.
+    PhantomStop {
+        from: UserId,
+        to: UserId,
+        not_before_ms: i64,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tasks_round_trip_as_json() {
+        let u = UserId::new();
+        let t = Task::Deliver {
+            user: u,
+            not_before_ms: 5,
+        };
+        let v = serde_json::to_value(&t).expect("json");
+        assert_eq!(v["task"], "deliver");
+        assert_eq!(serde_json::from_value::<Task>(v).expect("task"), t);
+        let open: Task =
+            serde_json::from_str(r#"{"task":"open","connection_id":"abc="}"#).expect("open");
+        assert_eq!(
+            open,
+            Task::Open {
+                connection_id: ConnectionId::parse("abc=").expect("id")
+            }
+        );
+        // Ids are parsed at the edge: a task naming a malformed connection is refused.
+        assert!(serde_json::from_str::<Task>(r#"{"task":"open","connection_id":"a b"}"#).is_err());
+    }
+}
