@@ -75,6 +75,10 @@ pub enum ChatError {
     InvalidCursor,
     #[error("unknown event `{0}`; the events are send_message, typing and read")]
     UnknownEvent(String),
+    #[error("the `before` cursor is not one this API returned")]
+    InvalidListCursor,
+    #[error("too many phone number lookups; try again later")]
+    LookupRateLimited { retry_after: Duration },
 }
 
 /// The database.
@@ -175,6 +179,8 @@ impl Error {
                 ChatError::Forbidden => (403, "forbidden"),
                 ChatError::InvalidCursor => (400, "invalid_cursor"),
                 ChatError::UnknownEvent(_) => (400, "unknown_event"),
+                ChatError::InvalidListCursor => (400, "invalid_cursor"),
+                ChatError::LookupRateLimited { .. } => (429, "rate_limited"),
             },
             Error::Store(StoreError::LockTimeout(_)) => (503, "busy"),
             Error::Store(_) => (503, "store_unavailable"),
@@ -191,7 +197,8 @@ impl Error {
             other => other.to_string(),
         };
         let retry_after = match self {
-            Error::Auth(AuthError::RateLimited { retry_after }) => Some(*retry_after),
+            Error::Auth(AuthError::RateLimited { retry_after })
+            | Error::Chat(ChatError::LookupRateLimited { retry_after }) => Some(*retry_after),
             _ => None,
         };
         PublicError {

@@ -31,6 +31,7 @@ fn ttl(name: &str) -> IndexOptions {
 
 mod v001_initial_indexes;
 mod v002_realtime_indexes;
+mod v003_conversations;
 
 pub(crate) static ALL: &[Migration] = &[
     Migration {
@@ -42,5 +43,10 @@ pub(crate) static ALL: &[Migration] = &[
         version: 2,
         name: "realtime_indexes",
         up: v002_realtime_indexes::up,
+    },
+    Migration {
+        version: 3,
+        name: "conversations",
+        up: v003_conversations::up,
     },
 ];

@@ -161,6 +161,9 @@ impl Sent {
 /// `read`: only the recipient may mark a message read. Tells the sender; returns the ack
 /// for the reader.
 pub async fn read(app: &App, caller: &Caller, args: ReadArgs) -> Result<ReadAckEvent> {
+    if let Some(up_to) = &args.up_to {
+        return crate::conversations::read_up_to(app, caller.user, MessageId::parse(up_to)?).await;
+    }
     let id = MessageId::parse(&args.message_id)?;
     let messages = &app.store.messages;
     let message = messages
@@ -193,6 +196,7 @@ pub async fn read(app: &App, caller: &Caller, args: ReadArgs) -> Result<ReadAckE
     };
     let sender = UserId::from_object_id(message.from);
     if first_read {
+        crate::conversations::note_read(app, caller.user, sender, 1).await;
         // A message read (say, in history) before any push reached a device was delivered.
         if message.delivered_at.is_none() {
             let res = messages
