@@ -6,13 +6,16 @@
 //!   `$disconnect`, route selection on `$request.body.action`, `$default`, and AWS's limits;
 //! - the @connections management API (`management`) that functions post to;
 //! - the Lambda `Invoke` API (`lambda_api`) for asynchronous invocations;
-//! - the EventBridge schedule (`schedule`): a timer that invokes the scheduler.
+//! - the EventBridge schedule (`schedule`): a timer that invokes the scheduler;
+//! - the web client's static files (`static_site`, from `web/public`), which in AWS are in
+//!   S3 behind CloudFront; API routes take precedence.
 //!
 //! Functions run in-process, but receive events built as JSON and deserialized into their
 //! event types, and reach the gateway through the real AWS SDK clients with an endpoint
 //! override: the functions have no local-only code path.
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +32,7 @@ mod lambda_api;
 mod management;
 pub mod routes;
 mod schedule;
+mod static_site;
 mod websocket;
 
 pub use websocket::Limits;
@@ -53,6 +57,8 @@ pub struct Options {
     pub ws_apis: Vec<routes::WsApi>,
     /// A MongoDB client to use instead of one built from `MONGO_URI` (benchmarks).
     pub mongo_client: Option<mongodb::Client>,
+    /// Where the web client's files are (served at `/`); `None` serves no files.
+    pub web_root: Option<PathBuf>,
 }
 
 impl Options {
@@ -67,6 +73,7 @@ impl Options {
             http_routes: routes::http_routes(),
             ws_apis: vec![routes::WsApi::chat("local")],
             mongo_client: None,
+            web_root: None,
         }
     }
 }
@@ -82,6 +89,7 @@ pub(crate) struct Shared {
     pub(crate) limits: Limits,
     pub(crate) addr: SocketAddr,
     pub(crate) stage: Arc<str>,
+    pub(crate) web_root: Option<Arc<PathBuf>>,
 }
 
 impl Shared {
@@ -171,6 +179,7 @@ pub async fn start(options: Options) -> anyhow::Result<Gateway> {
         limits: options.limits,
         addr,
         stage: Arc::from(options.stage.as_str()),
+        web_root: options.web_root.clone().map(Arc::new),
     };
     let (stop_schedule, schedule_stop_rx) = tokio::sync::watch::channel(false);
     schedule::spawn(shared.clone(), options.schedule_every, schedule_stop_rx);

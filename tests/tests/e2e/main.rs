@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod clients;
+mod conversations;
 mod conformance;
 mod experiments;
 mod handlers;
@@ -12,3 +13,4 @@ mod migrations_runner;
 mod realtime;
 mod rest;
 mod template;
+mod web;
