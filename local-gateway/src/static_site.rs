@@ -79,7 +79,13 @@ mod tests {
     fn only_plain_paths_resolve() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
         assert!(resolve(&root, "/lib.rs").is_some());
-        for bad in ["/../Cargo.toml", "/.hidden", "/a//b", "/lib.rs%00", "/nope.rs"] {
+        for bad in [
+            "/../Cargo.toml",
+            "/.hidden",
+            "/a//b",
+            "/lib.rs%00",
+            "/nope.rs",
+        ] {
             assert!(resolve(&root, bad).is_none(), "{bad}");
         }
     }

@@ -65,23 +65,32 @@ async fn bump(
     let conversations = &app.store.conversations;
     let id = key(owner, partner);
     // Newest wins: the filter only matches an older summary (or none: the upsert inserts).
-    // When a newer message is already there, the upsert's insert hits the unique `_id` and
-    // only the count changes.
-    let newest = conversations
+    // When the summary exists with a newer message, the upsert's insert hits the unique
+    // `_id`; so does a concurrent first insert. Either way, try once more without the
+    // upsert, and if the summary still has a newer message, only count.
+    let newer_than_summary = doc! { "_id": &id, "last_at": { "$lte": m.created_at } };
+    let set_last = doc! { "last_id": m.id, "last_at": m.created_at };
+    let upserted = conversations
         .update_one(
-            doc! { "_id": &id, "last_at": { "$lte": m.created_at } },
+            newer_than_summary.clone(),
             doc! {
-                "$set": { "last_id": m.id, "last_at": m.created_at },
+                "$set": set_last.clone(),
                 "$setOnInsert": { "owner": owner, "partner": partner },
                 "$inc": { "unread": unread },
             },
         )
         .upsert(true)
         .await;
-    match newest {
+    match upserted {
         Ok(_) => Ok(()),
         Err(e) if is_duplicate_key(&e) => {
-            if unread != 0 {
+            let updated = conversations
+                .update_one(
+                    newer_than_summary,
+                    doc! { "$set": set_last, "$inc": { "unread": unread } },
+                )
+                .await?;
+            if updated.matched_count == 0 && unread != 0 {
                 conversations
                     .update_one(doc! { "_id": &id }, doc! { "$inc": { "unread": unread } })
                     .await?;

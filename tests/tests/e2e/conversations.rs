@@ -77,16 +77,25 @@ async fn the_list_is_newest_first_with_unread_counts_and_pages() {
 
     // The sender's side: last message, nothing unread.
     let bs = list(&env, &b, "").await;
-    assert_eq!(bs["conversations"][0]["user"]["user_id"], a.user_id.as_str());
+    assert_eq!(
+        bs["conversations"][0]["user"]["user_id"],
+        a.user_id.as_str()
+    );
     assert_eq!(bs["conversations"][0]["unread"], 0);
 
     // Paging: one per page, following next_before.
     let p1 = list(&env, &a, "?limit=1").await;
     assert_eq!(p1["has_more"], true);
-    assert_eq!(p1["conversations"][0]["user"]["user_id"], c.user_id.as_str());
+    assert_eq!(
+        p1["conversations"][0]["user"]["user_id"],
+        c.user_id.as_str()
+    );
     let cursor = s(&p1, "next_before").to_owned();
     let p2 = list(&env, &a, &format!("?limit=1&before={cursor}")).await;
-    assert_eq!(p2["conversations"][0]["user"]["user_id"], b.user_id.as_str());
+    assert_eq!(
+        p2["conversations"][0]["user"]["user_id"],
+        b.user_id.as_str()
+    );
     assert_eq!(p2["has_more"], false);
     assert_eq!(p2["next_before"], Value::Null);
 
@@ -125,7 +134,11 @@ async fn start_a_chat_by_phone_number() {
     let b = env.api.login(&mobile(3102)).await;
     let r = env
         .api
-        .post("/chat/conversations", Some(&a.token), json!({"mobile": b.mobile}))
+        .post(
+            "/chat/conversations",
+            Some(&a.token),
+            json!({"mobile": b.mobile}),
+        )
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     // The user id and display name, nothing more (no mobile, no dates).
@@ -144,7 +157,11 @@ async fn start_a_chat_by_phone_number() {
     assert_eq!((unknown.status, unknown.code()), (404, "unknown_user"));
     let own = env
         .api
-        .post("/chat/conversations", Some(&a.token), json!({"mobile": a.mobile}))
+        .post(
+            "/chat/conversations",
+            Some(&a.token),
+            json!({"mobile": a.mobile}),
+        )
         .await;
     assert_eq!((own.status, own.code()), (400, "self_message"));
     for (body, code) in [
@@ -184,7 +201,11 @@ async fn start_a_chat_by_phone_number() {
     }
     let limited = env
         .api
-        .post("/chat/conversations", Some(&a.token), json!({"mobile": b.mobile}))
+        .post(
+            "/chat/conversations",
+            Some(&a.token),
+            json!({"mobile": b.mobile}),
+        )
         .await;
     assert_eq!((limited.status, limited.code()), (429, "rate_limited"));
     let retry: u64 = limited.headers["retry-after"]
@@ -196,7 +217,11 @@ async fn start_a_chat_by_phone_number() {
     // Another caller is not limited.
     let r = env
         .api
-        .post("/chat/conversations", Some(&b.token), json!({"mobile": a.mobile}))
+        .post(
+            "/chat/conversations",
+            Some(&b.token),
+            json!({"mobile": a.mobile}),
+        )
         .await;
     assert_eq!(r.status, 200);
 }
@@ -233,7 +258,10 @@ async fn read_up_to_marks_in_bulk_sends_receipts_and_updates_other_devices() {
         .send(&format!(r#"421["read",{{"up_to":"{}"}}]"#, ids[0]))
         .await;
     let ack = sa.frame().await;
-    assert!(ack.starts_with("431[") && ack.contains("forbidden"), "{ack}");
+    assert!(
+        ack.starts_with("431[") && ack.contains("forbidden"),
+        "{ack}"
+    );
     sa.ws
         .send(r#"422["read",{"up_to":"65a1b2c3d4e5f60718293a4b"}]"#)
         .await;
@@ -342,12 +370,7 @@ async fn the_list_at_1000_conversations() {
             created_at: now,
         })
         .collect();
-    env.app()
-        .store
-        .users
-        .insert_many(&partners)
-        .await
-        .unwrap();
+    env.app().store.users.insert_many(&partners).await.unwrap();
     let seeded = Instant::now();
     futures::stream::iter(partners.iter().enumerate())
         .for_each_concurrent(16, |(i, p)| {

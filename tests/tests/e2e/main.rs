@@ -4,8 +4,8 @@
 #![allow(clippy::unwrap_used)]
 
 mod clients;
-mod conversations;
 mod conformance;
+mod conversations;
 mod experiments;
 mod handlers;
 mod load;

@@ -33,15 +33,14 @@ async fn drop_user(State(c): State<Control>, UrlPath(user): UrlPath<String>) -> 
     let Ok(oid) = bson::oid::ObjectId::parse_str(&user) else {
         return "0".into();
     };
-    let ids: Vec<bson::Document> = c
-        .db
-        .collection::<bson::Document>("connections")
-        .find(bson::doc! { "user_id": oid })
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
+    let ids: Vec<bson::Document> =
+        c.db.collection::<bson::Document>("connections")
+            .find(bson::doc! { "user_id": oid })
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
     let client = reqwest::Client::new();
     let mut dropped = 0;
     for d in ids {
