@@ -231,6 +231,18 @@ async fn next_named(s: &mut RawSio, name: &str) -> Value {
     s.wait_event(name).await
 }
 
+/// The argument of the ack with id `id`, skipping other frames.
+async fn ack_of(s: &mut RawSio, id: u32) -> Value {
+    let prefix = format!("43{id}");
+    for _ in 0..50 {
+        let f = s.frame().await;
+        if let Some(body) = f.strip_prefix(&prefix) {
+            return serde_json::from_str::<Vec<Value>>(body).unwrap().remove(0);
+        }
+    }
+    panic!("no ack {id}");
+}
+
 #[tokio::test]
 async fn read_up_to_marks_in_bulk_sends_receipts_and_updates_other_devices() {
     let env = TestEnv::start().await;
@@ -257,27 +269,22 @@ async fn read_up_to_marks_in_bulk_sends_receipts_and_updates_other_devices() {
     sa.ws
         .send(&format!(r#"421["read",{{"up_to":"{}"}}]"#, ids[0]))
         .await;
-    let ack = sa.frame().await;
-    assert!(
-        ack.starts_with("431[") && ack.contains("forbidden"),
-        "{ack}"
-    );
+    assert_eq!(ack_of(&mut sa, 1).await["error"]["code"], "forbidden");
     sa.ws
         .send(r#"422["read",{"up_to":"65a1b2c3d4e5f60718293a4b"}]"#)
         .await;
-    let ack = sa.frame().await;
-    assert!(ack.contains("unknown_message"), "{ack}");
+    assert_eq!(ack_of(&mut sa, 2).await["error"]["code"], "unknown_message");
+    sa.ws.send(r#"424["read",{"up_to":"nope"}]"#).await;
+    assert_eq!(
+        ack_of(&mut sa, 4).await["error"]["code"],
+        "invalid_message_id"
+    );
 
     // One event marks m0..m3.
     b1.ws
         .send(&format!(r#"423["read",{{"up_to":"{}"}}]"#, ids[3]))
         .await;
-    let ack = loop {
-        let f = b1.frame().await;
-        if let Some(body) = f.strip_prefix("433") {
-            break serde_json::from_str::<Vec<Value>>(body).unwrap().remove(0);
-        }
-    };
+    let ack = ack_of(&mut b1, 3).await;
     assert_eq!(ack["message_id"], ids[3].as_str());
     assert!(ack["read_at"].is_string());
     for id in &ids[..4] {
