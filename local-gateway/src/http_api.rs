@@ -36,11 +36,6 @@ pub(crate) async fn serve(
         .iter()
         .find_map(|r| r.matches(&method, &path).map(|p| (*r, p)))
     else {
-        if let Some(root) = &shared.web_root
-            && let Some(file) = crate::static_site::serve(root, &method, &path).await
-        {
-            return file;
-        }
         return json_error(
             StatusCode::NOT_FOUND,
             "not_found",

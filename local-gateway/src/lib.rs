@@ -206,6 +206,10 @@ pub async fn start(options: Options) -> anyhow::Result<Gateway> {
             post(lambda_api::invoke),
         )
         .fallback(http_api::serve)
+        .layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            static_site::layer,
+        ))
         .with_state(shared);
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {

@@ -1,11 +1,35 @@
 //! The web client's files, served locally only: `GET /` is `index.html` and `GET /<file>`
 //! any file under the web root (`web/public`). In AWS the same files sit in S3 behind
-//! CloudFront. The API's routes come first: this only answers what no route matched.
+//! CloudFront. A layer in front of the router: the API's routes come first (a request an
+//! HTTP route matches, or a WebSocket upgrade, passes through untouched), then files.
 
 use std::path::{Path, PathBuf};
 
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+
+use crate::Shared;
+
+/// The layer: a plain GET or HEAD that no HTTP route matches and that names a file of the
+/// web root gets the file; everything else goes on to the router.
+pub(crate) async fn layer(State(shared): State<Shared>, request: Request, next: Next) -> Response {
+    if let Some(root) = &shared.web_root
+        && !request.headers().contains_key(header::UPGRADE)
+    {
+        let method = request.method().as_str();
+        let path = request.uri().path();
+        let api = shared
+            .http_routes
+            .iter()
+            .any(|r| r.matches(method, path).is_some());
+        if !api && let Some(file) = serve(root, method, path).await {
+            return file;
+        }
+    }
+    next.run(request).await
+}
 
 fn content_type(path: &Path) -> &'static str {
     match path.extension().and_then(|e| e.to_str()).unwrap_or("") {
@@ -41,7 +65,7 @@ fn resolve(root: &Path, path: &str) -> Option<PathBuf> {
 }
 
 /// Serves `path` from `root` for GET and HEAD; `None` when there is no such file.
-pub(crate) async fn serve(root: &Path, method: &str, path: &str) -> Option<Response> {
+async fn serve(root: &Path, method: &str, path: &str) -> Option<Response> {
     let head = method.eq_ignore_ascii_case(Method::HEAD.as_str());
     if !head && !method.eq_ignore_ascii_case(Method::GET.as_str()) {
         return None;

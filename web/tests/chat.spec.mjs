@@ -31,7 +31,7 @@ function randomMobile() {
 
 async function login(page, mobile) {
   await page.goto("/");
-  await page.getByLabel("Phone number").fill(mobile);
+  await page.getByLabel("Phone number", { exact: true }).fill(mobile);
   await page.getByRole("button", { name: "Send code" }).click();
   // Emulated mode: the code is shown and filled in.
   await expect(page.locator("#code-hint")).toContainText(/\d{6}/);
@@ -66,7 +66,7 @@ test("two people chat in the browser", async ({ browser }) => {
   const b = await ctxB.newPage();
 
   await a.goto("/");
-  await expect(a.getByLabel("Phone number")).toBeVisible();
+  await expect(a.getByLabel("Phone number", { exact: true })).toBeVisible();
   await expectAccessible(a, "login page");
 
   const mobileA = randomMobile();
@@ -174,9 +174,9 @@ test("two people chat in the browser", async ({ browser }) => {
 
   // Logout: back to the login form, and a reload stays logged out.
   await b.getByRole("button", { name: "Log out" }).click();
-  await expect(b.getByLabel("Phone number")).toBeVisible();
+  await expect(b.getByLabel("Phone number", { exact: true })).toBeVisible();
   await b.reload();
-  await expect(b.getByLabel("Phone number")).toBeVisible();
+  await expect(b.getByLabel("Phone number", { exact: true })).toBeVisible();
   expect(await b.evaluate(() => localStorage.getItem("chat.session"))).toBeNull();
 
   await ctxA.close();
