@@ -141,13 +141,33 @@ pub struct TypingArgs {
 }
 
 /// `read` (Socket.IO event and plain-JSON action): one message (`message_id`), or every
-/// unread message from that message's sender up to and including it (`up_to`).
+/// unread message from that message's sender up to and including it (`up_to`, which wins
+/// when both are given). One of the two is required.
 #[derive(Debug, Deserialize)]
+#[serde(try_from = "ReadArgsWire")]
 pub struct ReadArgs {
-    #[serde(default)]
     pub message_id: String,
-    #[serde(default)]
     pub up_to: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ReadArgsWire {
+    message_id: Option<String>,
+    up_to: Option<String>,
+}
+
+impl TryFrom<ReadArgsWire> for ReadArgs {
+    type Error = &'static str;
+
+    fn try_from(w: ReadArgsWire) -> Result<Self, Self::Error> {
+        match (w.message_id, w.up_to) {
+            (None, None) => Err("missing field `message_id` (or `up_to`)"),
+            (message_id, up_to) => Ok(ReadArgs {
+                message_id: message_id.unwrap_or_default(),
+                up_to,
+            }),
+        }
+    }
 }
 
 /// The `message` event: what sender and recipient connections receive, and what an ack of

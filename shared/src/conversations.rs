@@ -421,6 +421,18 @@ async fn take_lookup(app: &App, me: UserId) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::ReadArgs;
+
+    #[test]
+    fn read_takes_message_id_or_up_to() {
+        let parse = |v: serde_json::Value| serde_json::from_value::<ReadArgs>(v);
+        let one = parse(serde_json::json!({"message_id": "a"})).expect("message_id");
+        assert_eq!((one.message_id.as_str(), one.up_to), ("a", None));
+        let bulk = parse(serde_json::json!({"up_to": "b"})).expect("up_to");
+        assert_eq!(bulk.up_to.as_deref(), Some("b"));
+        assert!(parse(serde_json::json!({})).is_err());
+        assert!(parse(serde_json::json!({"up_to": 5})).is_err());
+    }
 
     #[test]
     fn cursors_round_trip_and_refuse_garbage() {
