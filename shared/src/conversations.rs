@@ -276,6 +276,9 @@ pub async fn list(app: &App, me: UserId, q: ListQuery<'_>) -> Result<Conversatio
     let mut filter = doc! { "owner": me.object_id() };
     if let Some(raw) = q.before {
         let (at, id) = parse_cursor(raw)?;
+        // The range on last_at bounds the index scan (it starts at the cursor); the $or only
+        // sorts out the entries of that very millisecond.
+        filter.insert("last_at", doc! { "$lte": at });
         filter.insert(
             "$or",
             vec![
