@@ -1,5 +1,6 @@
-// The web client in Chromium: two people (two browser contexts) log in, start a chat by
-// phone number, chat both ways with typing, delivered and read ticks and unread badges,
+// The web client in Chromium: two people (two browser contexts, and a second device for one
+// of them) log in, start a chat by phone number, chat both ways with typing, delivered and
+// read ticks and unread badges (cleared live on the other device),
 // page back through history, survive the server dropping the socket, and log out. Plus an
 // axe-core check and the phone layout. Every wait polls for a condition; no fixed sleeps.
 //
@@ -102,10 +103,19 @@ test("two people chat in the browser", async ({ browser }) => {
   await expect(convButton(b, nameA).locator(".conv-last")).toHaveText("Are you there?");
   await expect(bubble(a, "Are you there?").locator(".tick")).toHaveAttribute("data-status", "delivered");
 
-  // B opens the conversation: one `read {up_to}` clears the badge and turns A's ticks read.
+  // B's second device (another browser) shows the same badge.
+  const ctxB2 = await browser.newContext();
+  const b2 = await ctxB2.newPage();
+  await login(b2, mobileB);
+  await expect(convButton(b2, nameA).locator(".badge")).toHaveText("2");
+
+  // B opens the conversation: one `read {up_to}` clears the badge and turns A's ticks read;
+  // the other device's badge clears too (the `unread` event).
   await convButton(b, nameA).click();
   await expect(bubble(b, "Hello Bea")).toBeVisible();
   await expect(convButton(b, nameA).locator(".badge")).toHaveCount(0);
+  await expect(convButton(b2, nameA).locator(".badge")).toHaveCount(0);
+  await ctxB2.close();
   await expect(bubble(a, "Hello Bea").locator(".tick")).toHaveAttribute("data-status", "read");
   await expect(bubble(a, "Are you there?").locator(".tick")).toHaveAttribute("data-status", "read");
 
