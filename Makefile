@@ -10,17 +10,22 @@ VENV := $(CURDIR)/.venv
 DEPLOY_VENV := $(TOOLS)/deploy
 export SAM_CLI_TELEMETRY := 0
 NODE_DIR := tests/node
+WEB_DIR := web
+# The stock socket.io-client browser build, copied from node_modules into the static site.
+WEB_VENDOR := $(WEB_DIR)/public/vendor/socket.io.esm.min.js
+CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: dev test bench conformance lint-template package watch-smoke tools db-tool client-tools deploy-tools migrate status clean-data
+.PHONY: dev test bench conformance lint-template package watch-smoke tools db-tool client-tools web web-tools deploy-web deploy-tools migrate status clean-data web-size
 
 ## dev: start secantusd-rs (data in .data/, unless MONGO_URI is set), migrate, serve on :8000
-dev: db-tool
+## (the web client at http://127.0.0.1:8000/)
+dev: db-tool web
 	@scripts/dev.sh
 
 ## test: fmt check, clippy (warnings denied), template lint, unit + integration tests with real clients
 ##       (end-to-end twice: experiments off, then on as in production)
-test: db-tool client-tools lint-template
+test: db-tool client-tools web-tools lint-template
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	SECANTUSD=$(SECANTUSD) CHAT_VENV=$(VENV) cargo test --workspace
@@ -55,7 +60,33 @@ migrate:
 status:
 	cargo run -q -p chat-migrations --bin migrate -- status
 
-tools: db-tool client-tools deploy-tools
+tools: db-tool client-tools web-tools deploy-tools
+
+## web: the web client's static site in web/public (copies the socket.io-client build in)
+web: $(WEB_VENDOR)
+
+$(WEB_DIR)/node_modules/.installed: $(WEB_DIR)/package.json $(WEB_DIR)/package-lock.json
+	cd $(WEB_DIR) && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(WEB_VENDOR): $(WEB_DIR)/node_modules/.installed
+	mkdir -p $(dir $@)
+	cp $(WEB_DIR)/node_modules/socket.io-client/dist/socket.io.esm.min.js $@
+
+## web-tools: the static site, Playwright (npm) and Debian's chromium for the browser tests
+web-tools: web
+	@test -x $(CHROMIUM) || { echo "installing chromium"; $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
+
+## deploy-web: upload web/public and a config.json with the API URLs to a deployed stack
+deploy-web: web deploy-tools
+	@test -n "$(STACK)" || { echo "usage: make deploy-web STACK=<stack-name>"; exit 2; }
+	$(DEPLOY_VENV)/bin/python scripts/deploy-web.py $(STACK)
+
+## web-size: the web client's files and their gzipped total
+web-size: web
+	@cd $(WEB_DIR)/public && for f in index.html app.css app.js vendor/socket.io.esm.min.js; do \
+	  printf '%-32s %7d bytes, gzip -9 %6d\n' $$f $$(wc -c < $$f) $$(gzip -9c $$f | wc -c); done; \
+	  printf '%-32s %21d\n' total $$(cat index.html app.css app.js vendor/socket.io.esm.min.js | gzip -9c | wc -c)
 
 $(SECANTUSD):
 	@command -v cmake >/dev/null || { echo "installing cmake"; $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq cmake; }

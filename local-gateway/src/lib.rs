@@ -6,7 +6,9 @@
 //!   `$disconnect`, route selection on `$request.body.action`, `$default`, and AWS's limits;
 //! - the @connections management API (`management`) that functions post to;
 //! - the Lambda `Invoke` API (`lambda_api`) for asynchronous invocations;
-//! - the EventBridge schedule (`schedule`): a timer that invokes the scheduler.
+//! - the EventBridge schedule (`schedule`): a timer that invokes the scheduler;
+//! - the web client's static files (`static_site`, from `web/public`), which in AWS are in
+//!   S3 behind CloudFront; API routes take precedence.
 //!
 //! Functions run in-process, but receive events built as JSON and deserialized into their
 //! event types, and reach the gateway through the real AWS SDK clients with an endpoint
@@ -20,6 +22,7 @@
 //! (`GATEWAY_POST_LATENCY_MS`).
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -37,6 +40,7 @@ mod lambda_api;
 mod management;
 pub mod routes;
 mod schedule;
+mod static_site;
 mod websocket;
 
 pub use websocket::Limits;
@@ -87,6 +91,8 @@ pub struct Options {
     pub frames: FrameMode,
     /// Added to every @connections call and Lambda invoke before it is answered.
     pub post_latency: Duration,
+    /// Where the web client's files are (served at `/`); `None` serves no files.
+    pub web_root: Option<PathBuf>,
 }
 
 impl Options {
@@ -104,6 +110,7 @@ impl Options {
             instances: 3,
             frames: FrameMode::Concurrent,
             post_latency: Duration::ZERO,
+            web_root: None,
         }
     }
 
@@ -146,6 +153,7 @@ pub(crate) struct Shared {
     pub(crate) limits: Limits,
     pub(crate) addr: SocketAddr,
     pub(crate) stage: Arc<str>,
+    pub(crate) web_root: Option<Arc<PathBuf>>,
 }
 
 impl Shared {
@@ -260,6 +268,7 @@ pub async fn start(options: Options) -> anyhow::Result<Gateway> {
         limits: options.limits,
         addr,
         stage: Arc::from(options.stage.as_str()),
+        web_root: options.web_root.clone().map(Arc::new),
     };
     let (stop_schedule, schedule_stop_rx) = tokio::sync::watch::channel(false);
     schedule::spawn(shared.clone(), options.schedule_every, schedule_stop_rx);
@@ -286,6 +295,10 @@ pub async fn start(options: Options) -> anyhow::Result<Gateway> {
             post(lambda_api::invoke),
         )
         .fallback(http_api::serve)
+        .layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            static_site::layer,
+        ))
         .with_state(shared);
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {

@@ -1,6 +1,7 @@
 //! `local-gateway`: serves every route of the chat service on one port (default
-//! 127.0.0.1:8000). `HOST`, `PORT`, `STAGE`, `SCHEDULE_EVERY_MS`, `GATEWAY_INSTANCES`,
-//! `GATEWAY_FRAMES` and `GATEWAY_POST_LATENCY_MS` change the gateway; the
+//! 127.0.0.1:8000), and the web client at `/` (`WEB_ROOT`, default `web/public`). `HOST`,
+//! `PORT`, `STAGE`, `SCHEDULE_EVERY_MS`, `GATEWAY_INSTANCES`, `GATEWAY_FRAMES` and
+//! `GATEWAY_POST_LATENCY_MS` change the gateway; the
 //! functions read the same variables they read in Lambda (`MONGO_URI`, `RUN_MIGRATIONS`, ...).
 
 use std::time::Duration;
@@ -26,6 +27,14 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Ok(ms) = std::env::var("SCHEDULE_EVERY_MS") {
         options.schedule_every = Duration::from_millis(ms.parse().context("SCHEDULE_EVERY_MS")?);
+    }
+    // The web client: `WEB_ROOT`, else `web/public` when run from the repository root.
+    let web_root = std::env::var_os("WEB_ROOT").map_or_else(
+        || std::path::PathBuf::from("web/public"),
+        std::path::PathBuf::from,
+    );
+    if web_root.is_dir() {
+        options.web_root = Some(web_root);
     }
     let gateway = local_gateway::start(options).await?;
     println!("local gateway ready on http://{}", gateway.addr);

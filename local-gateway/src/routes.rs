@@ -82,6 +82,16 @@ pub fn http_routes() -> Vec<HttpRoute> {
             "http-get-messages",
             http_get_messages
         ),
+        http_route!(
+            "GET /chat/conversations",
+            "http-list-conversations",
+            http_list_conversations
+        ),
+        http_route!(
+            "POST /chat/conversations",
+            "http-start-conversation",
+            http_start_conversation
+        ),
     ]
 }
 

@@ -80,6 +80,50 @@ pub struct HistoryPage {
     pub has_more: bool,
 }
 
+/// Another user as the conversation list and the phone-number lookup show them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UserSummary {
+    pub user_id: UserId,
+    pub display_name: String,
+}
+
+/// One entry of `GET /chat/conversations`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConversationView {
+    pub user: UserSummary,
+    pub last_message: MessageView,
+    pub unread: u64,
+}
+
+/// `GET /chat/conversations`: newest first. `next_before` is an opaque cursor for the next
+/// (older) page, `null` when there is none.
+#[derive(Debug, Serialize)]
+pub struct ConversationsPage {
+    pub conversations: Vec<ConversationView>,
+    pub next_before: Option<String>,
+    pub has_more: bool,
+}
+
+/// `POST /chat/conversations`
+#[derive(Debug, Deserialize)]
+pub struct StartConversationBody {
+    pub mobile: String,
+}
+
+/// Response of `POST /chat/conversations`: who has that number, nothing more.
+#[derive(Debug, Serialize)]
+pub struct ConversationStarted {
+    pub user: UserSummary,
+}
+
+/// The `unread` event, to a reader's connections: the unread count of the conversation with
+/// `user_id` after a read.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UnreadEvent {
+    pub user_id: UserId,
+    pub unread: u64,
+}
+
 /// `send_message` (Socket.IO event and plain-JSON action).
 #[derive(Debug, Deserialize)]
 pub struct SendMessageArgs {
@@ -96,10 +140,34 @@ pub struct TypingArgs {
     pub typing: bool,
 }
 
-/// `read` (Socket.IO event and plain-JSON action).
+/// `read` (Socket.IO event and plain-JSON action): one message (`message_id`), or every
+/// unread message from that message's sender up to and including it (`up_to`, which wins
+/// when both are given). One of the two is required.
 #[derive(Debug, Deserialize)]
+#[serde(try_from = "ReadArgsWire")]
 pub struct ReadArgs {
     pub message_id: String,
+    pub up_to: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ReadArgsWire {
+    message_id: Option<String>,
+    up_to: Option<String>,
+}
+
+impl TryFrom<ReadArgsWire> for ReadArgs {
+    type Error = &'static str;
+
+    fn try_from(w: ReadArgsWire) -> Result<Self, Self::Error> {
+        match (w.message_id, w.up_to) {
+            (None, None) => Err("missing field `message_id` (or `up_to`)"),
+            (message_id, up_to) => Ok(ReadArgs {
+                message_id: message_id.unwrap_or_default(),
+                up_to,
+            }),
+        }
+    }
 }
 
 /// The `message` event: what sender and recipient connections receive, and what an ack of

@@ -81,10 +81,13 @@ pub async fn store_message(
         read_at: None,
     };
     match app.store.messages.insert_one(&message).await {
-        Ok(_) => Ok(Stored {
-            message,
-            created: true,
-        }),
+        Ok(_) => {
+            crate::conversations::note_message(app, &message).await;
+            Ok(Stored {
+                message,
+                created: true,
+            })
+        }
         Err(e) if is_duplicate_key(&e) => {
             let original = match &dedupe {
                 Some(key) => app.store.messages.find_one(doc! { "dedupe": key }).await?,

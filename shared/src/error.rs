@@ -75,6 +75,10 @@ pub enum ChatError {
     UnknownEvent(String),
     #[error("this client_id was already used for a different message (another `to` or `text`)")]
     ClientIdConflict,
+    #[error("the `before` cursor is not one this API returned")]
+    InvalidListCursor,
+    #[error("too many phone number lookups; try again later")]
+    LookupRateLimited { retry_after: Duration },
 }
 
 /// The database.
@@ -177,6 +181,8 @@ impl Error {
                 ChatError::InvalidCursor => (400, "invalid_cursor"),
                 ChatError::UnknownEvent(_) => (400, "unknown_event"),
                 ChatError::ClientIdConflict => (409, "client_id_conflict"),
+                ChatError::InvalidListCursor => (400, "invalid_cursor"),
+                ChatError::LookupRateLimited { .. } => (429, "rate_limited"),
             },
             Error::Store(StoreError::LockTimeout(_) | StoreError::LockLost(_)) => (503, "busy"),
             Error::Store(_) => (503, "unavailable"),
@@ -196,7 +202,8 @@ impl Error {
             other => other.to_string(),
         };
         let retry_after = match self {
-            Error::Auth(AuthError::RateLimited { retry_after }) => Some(*retry_after),
+            Error::Auth(AuthError::RateLimited { retry_after })
+            | Error::Chat(ChatError::LookupRateLimited { retry_after }) => Some(*retry_after),
             _ => None,
         };
         PublicError {

@@ -36,6 +36,7 @@ pub(crate) const LAYERS: &[(&str, &[&str])] = &[
             "auth",
             "users",
             "chat",
+            "conversations",
             "realtime::fanout",
             "realtime::phantom",
             "realtime::service",

@@ -2,7 +2,7 @@
 //!
 //! Layout: `domain` (newtypes parsed at the edge), `error` (per-area errors and the one
 //! public mapping), `config`, `app` (cold-start state), `store` (MongoDB documents), the
-//! services `auth`, `users`, `chat`, `realtime`, the transports `http` (REST events),
+//! services `auth`, `users`, `chat`, `conversations`, `realtime`, the transports `http` (REST events),
 //! `socketio` (Engine.IO/Socket.IO framing), `push` (@connections) and `invoke` (async
 //! Lambda invoke), `experiments`, `telemetry` and `lambda` (the runtime entry point).
 
@@ -11,6 +11,7 @@ pub mod app;
 pub mod auth;
 pub mod chat;
 pub mod config;
+pub mod conversations;
 pub mod domain;
 pub mod error;
 pub mod experiments;

@@ -72,6 +72,21 @@ pub struct MessageDoc {
     pub read_at: Option<DateTime>,
 }
 
+/// `conversations`: one owner's summary of one conversation (maintained by `conversations`
+/// on every stored message and every read); `_id` is `"<owner>:<partner>"`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConversationDoc {
+    #[serde(rename = "_id")]
+    pub key: String,
+    pub owner: ObjectId,
+    pub partner: ObjectId,
+    /// The newest message of the conversation and its `created_at`.
+    pub last_id: ObjectId,
+    pub last_at: DateTime,
+    /// Messages to the owner not read yet.
+    pub unread: i64,
+}
+
 /// The protocol a WebSocket connection speaks, so outgoing events are framed for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -173,6 +188,7 @@ pub struct Store {
     pub messages: Collection<MessageDoc>,
     pub connections: Collection<ConnectionDoc>,
     pub locks: Collection<LockDoc>,
+    pub conversations: Collection<ConversationDoc>,
 }
 
 impl Store {
@@ -184,6 +200,7 @@ impl Store {
             messages: db.collection("messages"),
             connections: db.collection("connections"),
             locks: db.collection("locks"),
+            conversations: db.collection("conversations"),
             db,
         }
     }

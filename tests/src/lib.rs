@@ -178,6 +178,7 @@ impl TestEnv {
         gw.port = 0;
         gw.schedule_every = options.schedule_every;
         gw.limits = options.limits;
+        gw.web_root = Some(workspace_root().join("web/public"));
         let gateway = local_gateway::start(gw).await.expect("gateway starts");
         let api = Api::new(gateway.http_url());
         let db = gateway.app.store.db.clone();

@@ -31,7 +31,8 @@ fn ttl(name: &str) -> IndexOptions {
 
 mod v001_initial_indexes;
 mod v002_realtime_indexes;
-mod v003_delivery_leases;
+mod v003_conversations;
+mod v004_delivery_leases;
 
 pub(crate) static ALL: &[Migration] = &[
     Migration {
@@ -46,7 +47,12 @@ pub(crate) static ALL: &[Migration] = &[
     },
     Migration {
         version: 3,
+        name: "conversations",
+        up: v003_conversations::up,
+    },
+    Migration {
+        version: 4,
         name: "delivery_leases",
-        up: v003_delivery_leases::up,
+        up: v004_delivery_leases::up,
     },
 ];

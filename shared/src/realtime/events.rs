@@ -3,7 +3,9 @@
 
 use serde_json::{Value, json};
 
-use crate::api::{DeliveredEvent, MessageEvent, ReadAckEvent, ReadEvent, SystemEvent, TypingEvent};
+use crate::api::{
+    DeliveredEvent, MessageEvent, ReadAckEvent, ReadEvent, SystemEvent, TypingEvent, UnreadEvent,
+};
 use crate::error::Error;
 use crate::socketio;
 use crate::store::Protocol;
@@ -16,6 +18,7 @@ pub enum ServerEvent {
     ReadAck(ReadAckEvent),
     Typing(TypingEvent),
     System(SystemEvent),
+    Unread(UnreadEvent),
 }
 
 impl ServerEvent {
@@ -27,6 +30,7 @@ impl ServerEvent {
             ServerEvent::ReadAck(_) => "read_ack",
             ServerEvent::Typing(_) => "typing",
             ServerEvent::System(_) => "system",
+            ServerEvent::Unread(_) => "unread",
         }
     }
 
@@ -38,6 +42,7 @@ impl ServerEvent {
             ServerEvent::ReadAck(e) => serde_json::to_value(e),
             ServerEvent::Typing(e) => serde_json::to_value(e),
             ServerEvent::System(e) => serde_json::to_value(e),
+            ServerEvent::Unread(e) => serde_json::to_value(e),
         };
         v.unwrap_or(Value::Null)
     }

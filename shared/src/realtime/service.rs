@@ -46,10 +46,19 @@ pub struct Typing {
     pub typing: bool,
 }
 
+/// What a `read` marks read.
+#[derive(Debug, Clone, Copy)]
+pub enum ReadTarget {
+    /// `{message_id}`: one message.
+    One(MessageId),
+    /// `{up_to}`: every unread message from that message's sender up to it.
+    UpTo(MessageId),
+}
+
 /// `read`, validated.
 #[derive(Debug, Clone, Copy)]
 pub struct Read {
-    pub message_id: MessageId,
+    pub target: ReadTarget,
 }
 
 /// A client event, parsed and validated from a Socket.IO event or a plain-JSON action:
@@ -90,9 +99,11 @@ impl ClientEvent {
             }
             "read" => {
                 let a: ReadArgs = args(name, data)?;
-                ClientEvent::Read(Read {
-                    message_id: MessageId::parse(&a.message_id)?,
-                })
+                let target = match &a.up_to {
+                    Some(up_to) => ReadTarget::UpTo(MessageId::parse(up_to)?),
+                    None => ReadTarget::One(MessageId::parse(&a.message_id)?),
+                };
+                ClientEvent::Read(Read { target })
             }
             other => ClientEvent::Unknown(other.to_owned()),
         })
@@ -229,9 +240,16 @@ impl Sent {
 }
 
 /// `read`: only the recipient may mark a message read. Tells the sender; returns the ack
-/// for the reader and whether this was the first read (receipts go out only then).
+/// for the reader and whether this was the first read (receipts go out only then). With
+/// `up_to`, everything up to that message from its sender is read at once.
 pub async fn read(app: &App, caller: &Caller, args: Read) -> Result<(ReadAckEvent, bool)> {
-    let id = args.message_id;
+    let id = match args.target {
+        ReadTarget::UpTo(up_to) => {
+            let ack = crate::conversations::read_up_to(app, caller.user, up_to).await?;
+            return Ok((ack, true));
+        }
+        ReadTarget::One(id) => id,
+    };
     let messages = &app.store.messages;
     let message = messages
         .find_one(doc! { "_id": id.object_id() })
@@ -263,6 +281,7 @@ pub async fn read(app: &App, caller: &Caller, args: Read) -> Result<(ReadAckEven
     };
     let sender = UserId::from_object_id(message.from);
     if first_read {
+        crate::conversations::note_read(app, caller.user, sender, 1).await;
         // A message read (say, in history) before any push reached a device was delivered.
         if message.delivered_at.is_none() {
             let res = messages

@@ -5,6 +5,7 @@
 
 mod clients;
 mod conformance;
+mod conversations;
 mod delivery;
 mod experiments;
 mod handlers;
@@ -13,3 +14,4 @@ mod migrations_runner;
 mod realtime;
 mod rest;
 mod template;
+mod web;
