@@ -90,9 +90,13 @@ export function loginMany(n) {
   return Promise.all(Array.from({ length: n }, () => login()));
 }
 
-/** `GET /chat/messages/{otherId}` as `token`'s user. */
+/**
+ * `GET /chat/messages/{otherId}` as `token`'s user, in strict order unless `query` names an
+ * order (the suite also runs with the experiments on, and artistic chronology reorders).
+ */
 export async function history(token, otherId, query = "") {
-  const res = await http("GET", `/chat/messages/${otherId}${query}`, { token });
+  const strict = query.includes("order=") ? "" : `${query ? "&" : "?"}order=strict`;
+  const res = await http("GET", `/chat/messages/${otherId}${query}${strict}`, { token });
   assert.equal(res.status, 200, `history: ${JSON.stringify(res.body)}`);
   return res.body;
 }

@@ -27,7 +27,9 @@ use crate::domain::{ConnectionId, MessageId, UserId};
 use crate::error::{Result, StoreError};
 use crate::realtime::connections;
 use crate::realtime::events::ServerEvent;
-use crate::realtime::outbox::{post_frame, post_frames, post_when_established, push};
+use crate::realtime::outbox::{self, post_frame, post_frames, push};
+use crate::realtime::sio_env::AppEnv;
+use crate::socketio::runtime::{self, FirstFrame};
 use crate::store::{ConnectionDoc, Lease, MessageDoc, Protocol, Store};
 use crate::time;
 
@@ -294,7 +296,10 @@ pub async fn go_live(
         })
         .frame(protocol);
         let posted = if first_needs_establishing {
-            post_when_established(app, id, welcome).await
+            let env = AppEnv::new(app);
+            let first =
+                runtime::send_when_established(&env, id, welcome, outbox::ESTABLISH_WAIT).await;
+            first == FirstFrame::Sent
         } else {
             post_frame(app, id, welcome).await.is_ok()
         };

@@ -42,26 +42,6 @@ pub async fn post_frame(
 /// returns before API Gateway establishes the connection.
 pub const ESTABLISH_WAIT: Duration = Duration::from_secs(5);
 
-/// Posts `frame`, retrying while API Gateway still reports the connection gone (the first
-/// frame after `$connect`).
-pub async fn post_when_established(app: &App, id: &ConnectionId, frame: String) -> bool {
-    let started = std::time::Instant::now();
-    let mut pause = Duration::from_millis(5);
-    loop {
-        match app.pusher.post(id, frame.clone()).await {
-            Ok(()) => return true,
-            Err(PushError::Gone) if started.elapsed() < ESTABLISH_WAIT => {
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_millis(100));
-            }
-            Err(e) => {
-                tracing::info!(error = %e, connection = %id, "connection never became reachable");
-                return false;
-            }
-        }
-    }
-}
-
 async fn forget_if_gone(app: &App, conn: &ConnectionId, e: &PushError) {
     match e {
         PushError::Gone => {

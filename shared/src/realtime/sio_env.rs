@@ -170,10 +170,10 @@ impl Env for AppEnv<'_> {
         Ok(())
     }
 
+    /// A plain post: a 410 is the runtime's to interpret (just after the handshake it means
+    /// "not established yet", so the record must stay).
     async fn send(&self, id: &ConnectionId, frame: String) -> Result<(), SendError> {
-        outbox::post_frame(self.app, id, frame)
-            .await
-            .map_err(send_error)
+        self.app.pusher.post(id, frame).await.map_err(send_error)
     }
 
     async fn send_binary(&self, id: &ConnectionId, bytes: Vec<u8>) -> Result<(), SendError> {

@@ -208,32 +208,43 @@ pub async fn handshake<E: Env>(
     Ok(Handshake::Accepted)
 }
 
+/// What became of a first frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FirstFrame {
+    Sent,
+    /// The connection never became reachable (it went away before it was established).
+    NeverEstablished,
+    /// Sending failed otherwise; the frame may or may not have reached the client.
+    Failed(SendError),
+}
+
 /// Sends `frame`, retrying while the connection does not exist yet (just after the
-/// handshake). `false` if it never became reachable.
+/// handshake).
 pub async fn send_when_established<E: Env>(
     env: &E,
     id: &ConnectionId,
     frame: String,
     wait: Duration,
-) -> bool {
+) -> FirstFrame {
     let started = std::time::Instant::now();
     let mut pause = Duration::from_millis(5);
     loop {
         match env.send(id, frame.clone()).await {
-            Ok(()) => return true,
+            Ok(()) => return FirstFrame::Sent,
             Err(SendError::Gone) if started.elapsed() < wait => {
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_millis(100));
             }
-            Err(e) => {
-                tracing::info!(error = %e, connection = %id, "connection never became reachable");
-                return false;
+            Err(SendError::Gone) => {
+                tracing::info!(connection = %id, "connection never became reachable");
+                return FirstFrame::NeverEstablished;
             }
+            Err(e) => return FirstFrame::Failed(e),
         }
     }
 }
 
-/// Sends the open packet, once (safe to run twice). Returns whether this call opened it.
+/// Sends the open packet, once (safe to run twice). Returns whether this call sent it.
 pub async fn open<E: Env>(
     env: &E,
     cfg: &EngineConfig,
@@ -248,11 +259,18 @@ pub async fn open<E: Env>(
         cfg.ping_timeout.as_millis() as u64,
         cfg.max_payload,
     );
-    if send_when_established(env, id, packet, cfg.establish_wait).await {
-        Ok(true)
-    } else {
-        env.forget(id).await?;
-        Ok(false)
+    match send_when_established(env, id, packet, cfg.establish_wait).await {
+        FirstFrame::Sent => Ok(true),
+        FirstFrame::NeverEstablished => {
+            env.forget(id).await?;
+            Ok(false)
+        }
+        // The packet may have arrived (a timeout after delivery): keep the session; a
+        // client that got nothing gives up and its `$disconnect` forgets it.
+        FirstFrame::Failed(e) => {
+            tracing::warn!(error = %e, connection = %id, "the open packet may not have arrived");
+            Ok(false)
+        }
     }
 }
 

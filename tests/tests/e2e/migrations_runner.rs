@@ -18,8 +18,29 @@ async fn applies_pending_and_records_them() {
     assert_eq!(applied.len(), migrations::all().len());
     let after = migrations::status(&db).await.unwrap();
     assert!(after.iter().all(|s| s.applied_at.is_some()));
-    // Idempotent.
+    // Idempotent, and a cold start with nothing pending takes no lease (writes nothing).
+    let lock = async || {
+        db.collection::<bson::Document>(migrations::COLLECTION)
+            .find_one(bson::doc! { "_id": "lock" })
+            .await
+            .unwrap()
+    };
+    let held = lock().await;
+    assert!(held.is_some(), "the first run took the lease");
     assert!(migrations::run_pending(&db).await.unwrap().is_empty());
+    assert_eq!(
+        lock().await,
+        held,
+        "nothing pending: the lease was not taken again"
+    );
+    for (coll, name) in [("locks", "until_ttl"), ("connections", "live_users")] {
+        let names = db
+            .collection::<bson::Document>(coll)
+            .list_index_names()
+            .await
+            .unwrap();
+        assert!(names.contains(&name.to_owned()), "{coll}: {names:?}");
+    }
 
     let indexes: Vec<String> = db
         .collection::<bson::Document>("users")

@@ -358,7 +358,8 @@ async fn seed_messages(env: &TestEnv, from: &str, to: &str, n: usize) -> Vec<Str
 
 #[tokio::test]
 async fn history_pages_oldest_first_without_gaps() {
-    let env = TestEnv::start().await;
+    // The default order is the subject here: artistic chronology (tested on its own) off.
+    let env = TestEnv::with(EnvOptions::default().var("CHAT_EXPERIMENTS", "off")).await;
     let a = env.api.login(&mobile(70)).await;
     let b = env.api.login(&mobile(71)).await;
     let c = env.api.login(&mobile(72)).await;
@@ -394,7 +395,7 @@ async fn history_pages_oldest_first_without_gaps() {
     let mut seen: Vec<String> = Vec::new();
     let mut before: Option<String> = None;
     loop {
-        let mut path = format!("/chat/messages/{}?limit=5", b.user_id);
+        let mut path = format!("/chat/messages/{}?limit=5&order=strict", b.user_id);
         if let Some(c) = &before {
             path.push_str(&format!("&before={c}"));
         }
