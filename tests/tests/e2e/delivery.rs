@@ -157,6 +157,23 @@ async fn a_retried_open_task_sends_no_second_open_packet() {
     );
 }
 
+/// The ids of a conversation's messages (up to 200), in strict history order.
+async fn strict_history(env: &TestEnv, token: &str, other: &str) -> Vec<String> {
+    let h = env
+        .api
+        .get(
+            &format!("/chat/messages/{other}?order=strict&limit=200"),
+            Some(token),
+        )
+        .await;
+    h.body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["message_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 /// Emits `send_message` with ack id `id` and waits (bounded: a hang fails the test) for its
 /// ack; other frames on the way are kept in `seen`.
 async fn send_acked(
@@ -284,19 +301,7 @@ async fn a_database_restart_mid_traffic_loses_nothing_acked() {
         "{errors:?}"
     );
     // Every acked message is in history, once, and reaches B once.
-    let h = env
-        .api
-        .get(
-            &format!("/chat/messages/{}?order=strict&limit=200", b.user_id),
-            Some(&a.token),
-        )
-        .await;
-    let stored: Vec<String> = h.body["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["message_id"].as_str().unwrap().to_owned())
-        .collect();
+    let stored = strict_history(&env, &a.token, &b.user_id).await;
     assert_eq!(stored, acked, "history is exactly what was acked, in order");
     harness::eventually(
         "B received every acked message",
@@ -334,6 +339,28 @@ fn device(mut s: RawSio) -> Device {
             }
         }
     })
+}
+
+/// Closes every connection of `user` through @connections, as API Gateway does at its
+/// 2-hour cap; returns how many.
+async fn drop_connections(env: &TestEnv, user: &str) -> usize {
+    let ids: Vec<String> = env
+        .db
+        .collection::<bson::Document>("connections")
+        .find(doc! {"user_id": oid(user)})
+        .await
+        .unwrap()
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.get_str("_id").unwrap().to_owned())
+        .collect();
+    for id in &ids {
+        let id = shared::domain::ConnectionId::parse(id).unwrap();
+        env.app().pusher.close(&id).await.unwrap();
+    }
+    ids.len()
 }
 
 type Device = tokio::task::JoinHandle<Vec<serde_json::Value>>;
@@ -375,23 +402,7 @@ async fn several_devices_through_reconnect_storms_with_the_latency_illusion() {
             if let Some(s) = storm.take() {
                 generations.push(s.await.unwrap());
             }
-            let ids: Vec<String> = env
-                .db
-                .collection::<bson::Document>("connections")
-                .find(doc! {"user_id": oid(&b.user_id)})
-                .await
-                .unwrap()
-                .try_collect::<Vec<_>>()
-                .await
-                .unwrap()
-                .iter()
-                .map(|d| d.get_str("_id").unwrap().to_owned())
-                .collect();
-            assert_eq!(ids.len(), 3);
-            for id in ids {
-                let id = shared::domain::ConnectionId::parse(&id).unwrap();
-                env.app().pusher.close(&id).await.unwrap();
-            }
+            assert_eq!(drop_connections(&env, &b.user_id).await, 3);
             storm = Some(tokio::spawn(connect_devices(
                 env.ws_url(""),
                 b.token.clone(),
@@ -410,37 +421,10 @@ async fn several_devices_through_reconnect_storms_with_the_latency_illusion() {
         },
     )
     .await;
-    let h = env
-        .api
-        .get(
-            &format!("/chat/messages/{}?order=strict&limit=200", a.user_id),
-            Some(&b.token),
-        )
-        .await;
-    let order: Vec<String> = h.body["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["message_id"].as_str().unwrap().to_owned())
-        .collect();
+    let order = strict_history(&env, &b.token, &a.user_id).await;
     assert_eq!(order.len(), total);
     let last = generations.len() - 1;
-    let ids: Vec<String> = env
-        .db
-        .collection::<bson::Document>("connections")
-        .find(doc! {"user_id": oid(&b.user_id)})
-        .await
-        .unwrap()
-        .try_collect::<Vec<_>>()
-        .await
-        .unwrap()
-        .iter()
-        .map(|d| d.get_str("_id").unwrap().to_owned())
-        .collect();
-    for id in ids {
-        let id = shared::domain::ConnectionId::parse(&id).unwrap();
-        env.app().pusher.close(&id).await.unwrap();
-    }
+    drop_connections(&env, &b.user_id).await;
     let mut union = std::collections::HashSet::new();
     for (g, devices) in generations.into_iter().enumerate() {
         for (d, handle) in devices.into_iter().enumerate() {
