@@ -152,7 +152,23 @@ async fn otp_expires() {
     let m = mobile(20);
     let r = env.api.request_otp(&m).await;
     assert_eq!(r.body["expires_in"], 1);
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // Wait for the stored expiry to pass (verifying early would use the OTP up).
+    let expires = env
+        .db
+        .collection::<bson::Document>("otps")
+        .find_one(bson::doc! {"_id": &m})
+        .await
+        .unwrap()
+        .unwrap()
+        .get_datetime("expires_at")
+        .unwrap()
+        .timestamp_millis();
+    harness::eventually(
+        "the OTP's expiry passes",
+        Duration::from_secs(5),
+        || async { chrono::Utc::now().timestamp_millis() > expires },
+    )
+    .await;
     let v = env.api.verify(&m, s(&r.body, "otp")).await;
     assert_eq!((v.status, v.code()), (401, "otp_expired"));
 }
@@ -330,8 +346,10 @@ async fn tokens_expire() {
     let env = TestEnv::with(EnvOptions::default().var("TOKEN_TTL_SECS", "1")).await;
     let u = env.api.login(&mobile(60)).await;
     assert_eq!(env.api.get("/users/me", Some(&u.token)).await.status, 200);
-    tokio::time::sleep(Duration::from_millis(1300)).await;
-    assert_eq!(env.api.get("/users/me", Some(&u.token)).await.status, 401);
+    harness::eventually("the token expires", Duration::from_secs(5), || async {
+        env.api.get("/users/me", Some(&u.token)).await.status == 401
+    })
+    .await;
 }
 
 async fn seed_messages(env: &TestEnv, from: &str, to: &str, n: usize) -> Vec<String> {
