@@ -1,6 +1,6 @@
 //! The HTTP API emulation: match a request against the route table, build the payload v2
-//! event JSON that API Gateway sends, deserialize it into the handler's event type (so what
-//! passes here passes in AWS), call the function in-process and turn its response back into
+//! event JSON that API Gateway sends, hand it to the function in-process as the Lambda runtime
+//! does (so what passes here passes in AWS) and turn its response back into
 //! HTTP.
 //!
 //! Like API Gateway: an unmatched route is 404, a function error or panic is 500
@@ -8,7 +8,7 @@
 
 use std::net::SocketAddr;
 
-use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use aws_lambda_events::apigw::ApiGatewayV2httpResponse;
 use aws_lambda_events::encodings::Body as LambdaBody;
 use axum::body::{Body, to_bytes};
 use axum::extract::{ConnectInfo, Request, State};
@@ -63,19 +63,23 @@ pub(crate) async fn serve(
         &body,
         peer,
     );
-    // Serialize, then deserialize into the handler's type: exactly the trip an AWS event makes.
-    let event: ApiGatewayV2httpRequest = match serde_json::from_value(event) {
-        Ok(e) => e,
-        Err(e) => {
-            tracing::error!(error = %e, "built an event the handler type cannot read");
-            return internal_error();
-        }
-    };
     let app = shared.instance();
     let handler = route.handler;
-    // A spawned task turns a panic into a JoinError, as a crashed Lambda turns into a 500.
-    match tokio::spawn(async move { handler(app, event).await }).await {
-        Ok(Ok(resp)) => into_http(resp),
+    let mut context = lambda_runtime::Context::default();
+    context.request_id = ids::request_id();
+    context.invoked_function_arn = ids::function_arn(route.function);
+    // The event JSON goes to the function as the Lambda runtime hands it over (`lambda_http`
+    // reads it, exactly as in AWS); its response JSON comes back the same way. A spawned task
+    // turns a panic into a JoinError, as a crashed Lambda turns into a 500.
+    let outcome = tokio::spawn(async move { handler(app, event, context).await }).await;
+    match outcome {
+        Ok(Ok(resp)) => match serde_json::from_value::<ApiGatewayV2httpResponse>(resp) {
+            Ok(resp) => into_http(resp),
+            Err(e) => {
+                tracing::error!(function = route.function, error = %e, "malformed function response");
+                internal_error()
+            }
+        },
         Ok(Err(e)) => {
             tracing::error!(function = route.function, error = %e, "function returned an error");
             internal_error()

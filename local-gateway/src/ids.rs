@@ -45,3 +45,8 @@ mod tests {
         assert_ne!(id, connection_id());
     }
 }
+
+/// The ARN a function is invoked as (the Lambda context's `invoked_function_arn`).
+pub fn function_arn(function: &str) -> String {
+    format!("arn:aws:lambda:us-east-1:{ACCOUNT_ID}:function:{function}")
+}

@@ -1,18 +1,18 @@
 //! Which function serves which route: the one table the local gateway dispatches from, and
 //! that the template test compares with `template.yaml` so the two cannot drift apart.
 
-use aws_lambda_events::apigw::{
-    ApiGatewayProxyResponse, ApiGatewayV2httpRequest, ApiGatewayV2httpResponse,
-    ApiGatewayWebsocketProxyRequest,
-};
+use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use futures::future::BoxFuture;
 use serde_json::Value;
 use shared::App;
 
+/// A REST function as the Lambda runtime sees it: the event JSON in, the response JSON out
+/// (through `lambda_http`, as in AWS).
 pub type HttpHandler = fn(
     &'static App,
-    ApiGatewayV2httpRequest,
-) -> BoxFuture<'static, shared::Result<ApiGatewayV2httpResponse>>;
+    Value,
+    lambda_runtime::Context,
+) -> BoxFuture<'static, Result<Value, lambda_runtime::Error>>;
 
 /// An HTTP API route: `route_key` is API Gateway's (`"POST /users/auth/request_otp"`).
 #[derive(Clone, Copy, Debug)]
@@ -60,7 +60,14 @@ macro_rules! http_route {
         HttpRoute {
             route_key: $key,
             function: $function,
-            handler: |app, event| Box::pin($krate::handler(app, event)),
+            handler: |app, event, context| {
+                Box::pin(shared::lambda::invoke_http(
+                    app,
+                    $krate::handler,
+                    event,
+                    context,
+                ))
+            },
         }
     };
 }

@@ -1,18 +1,24 @@
-//! HTTP API (payload v2) plumbing shared by every REST function: reading the event (JSON
-//! body with a size limit, the token header, path and query parameters) and the single
-//! place that turns a core result into an API Gateway response.
+//! HTTP API plumbing shared by every REST function, on top of `lambda_http` (which turns
+//! the API Gateway payload v2 event into an `http::Request` and the `http::Response` back):
+//! typed accessors for what a handler reads (JSON body with a size limit, the token header,
+//! path and query parameters) and the single place that turns a core result into a
+//! response.
 //!
 //! Every error body is `{"error":{"code":"...","message":"..."}}`.
 
-use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
-use aws_lambda_events::encodings::Body;
-use base64::Engine as _;
-use http::{HeaderMap, HeaderValue, header};
+use http::{HeaderValue, StatusCode, header};
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, RequestExt};
 use serde::{Serialize, de::DeserializeOwned};
 use tracing::Instrument;
 
 use crate::domain::Token;
 use crate::error::{AuthError, Error, InputError};
+
+/// The request a REST function receives.
+pub type Request = lambda_http::Request;
+/// The response a REST function returns.
+pub type Response = lambda_http::Response<Body>;
 
 /// Largest request body a REST function accepts.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -36,48 +42,29 @@ impl Reply {
     }
 }
 
-/// A borrowed view of the incoming event with typed accessors.
+/// A borrowed view of the incoming request with typed accessors.
 #[derive(Debug)]
-pub struct Request<'a> {
-    event: &'a ApiGatewayV2httpRequest,
+pub struct Input<'a> {
+    req: &'a Request,
 }
 
-impl<'a> Request<'a> {
-    pub fn new(event: &'a ApiGatewayV2httpRequest) -> Self {
-        Self { event }
+impl<'a> Input<'a> {
+    pub fn new(req: &'a Request) -> Self {
+        Self { req }
     }
 
-    /// The body as bytes, base64-decoded when API Gateway encoded it.
-    fn body_bytes(&self) -> Result<Vec<u8>, InputError> {
-        let raw = self.event.body.as_deref().unwrap_or("");
-        // Checked before decoding too: a huge body is refused without work.
-        if raw.len() > MAX_BODY_BYTES * 4 / 3 + 4 {
-            return Err(InputError::BodyTooLarge {
-                limit: MAX_BODY_BYTES,
-            });
-        }
-        let bytes = if self.event.is_base64_encoded {
-            base64::engine::general_purpose::STANDARD
-                .decode(raw)
-                .map_err(|_| InputError::MalformedJson("body is not valid base64".into()))?
-        } else {
-            raw.as_bytes().to_vec()
-        };
+    /// Parses the JSON body: syntax errors are `malformed_json`, a wrong shape `invalid_body`.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, InputError> {
+        let bytes: &[u8] = self.req.body();
         if bytes.len() > MAX_BODY_BYTES {
             return Err(InputError::BodyTooLarge {
                 limit: MAX_BODY_BYTES,
             });
         }
-        Ok(bytes)
-    }
-
-    /// Parses the JSON body: syntax errors are `malformed_json`, a wrong shape `invalid_body`.
-    pub fn json<T: DeserializeOwned>(&self) -> Result<T, InputError> {
-        let bytes = self.body_bytes()?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(InputError::MalformedJson("request body is empty".into()));
         }
-        serde_json::from_slice(&bytes).map_err(|e| match e.classify() {
+        serde_json::from_slice(bytes).map_err(|e| match e.classify() {
             serde_json::error::Category::Data => InputError::InvalidBody(e.to_string()),
             _ => InputError::MalformedJson(e.to_string()),
         })
@@ -86,8 +73,8 @@ impl<'a> Request<'a> {
     /// The session token from `Authorization: <token>` or `Authorization: Bearer <token>`.
     pub fn token(&self) -> Result<Token, Error> {
         let value = self
-            .event
-            .headers
+            .req
+            .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .ok_or(AuthError::Unauthorized)?;
@@ -95,21 +82,22 @@ impl<'a> Request<'a> {
     }
 
     pub fn path_param(&self, name: &str) -> Option<&'a str> {
-        self.event.path_parameters.get(name).map(String::as_str)
+        self.req.path_parameters_ref()?.first(name)
     }
 
     /// The last segment of the raw path: how a function behind a Lambda function URL (which
     /// has no route templates, e.g. under `cargo lambda watch`) finds its path parameter.
     pub fn last_path_segment(&self) -> Option<&'a str> {
-        let path = self.event.raw_path.as_deref()?;
-        path.trim_end_matches('/')
+        self.req
+            .raw_http_path()
+            .trim_end_matches('/')
             .rsplit('/')
             .next()
             .filter(|s| !s.is_empty())
     }
 
     pub fn query(&self, name: &str) -> Option<&'a str> {
-        self.event.query_string_parameters.first(name)
+        self.req.query_string_parameters_ref()?.first(name)
     }
 }
 
@@ -123,21 +111,26 @@ pub fn parse_authorization(value: &str) -> Result<Token, InputError> {
     Token::parse(raw)
 }
 
+/// The route key and request id API Gateway put in the request context.
+fn route_and_id(req: &Request) -> (String, String) {
+    match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => (
+            ctx.route_key.clone().unwrap_or_default(),
+            ctx.request_id.clone().unwrap_or_default(),
+        ),
+        _ => Default::default(),
+    }
+}
+
 /// Runs one REST handler inside a span named after the route, and maps its result.
-pub async fn handle<F>(event: ApiGatewayV2httpRequest, f: F) -> ApiGatewayV2httpResponse
+pub async fn handle<F>(req: Request, f: F) -> Response
 where
-    F: AsyncFnOnce(Request<'_>) -> Result<Reply, Error>,
+    F: AsyncFnOnce(Input<'_>) -> Result<Reply, Error>,
 {
-    let route = event
-        .route_key
-        .clone()
-        .or_else(|| event.request_context.route_key.clone())
-        .unwrap_or_default();
-    let request_id = event.request_context.request_id.clone().unwrap_or_default();
+    let (route, request_id) = route_and_id(&req);
     let span = tracing::info_span!("http", route = %route, request_id = %request_id);
     async {
-        let result = f(Request::new(&event)).await;
-        match result {
+        match f(Input::new(&req)).await {
             Ok(reply) => reply_response(reply),
             Err(e) => {
                 log_error(&e);
@@ -166,26 +159,25 @@ pub fn log_error(e: &Error) {
     }
 }
 
-fn json_headers() -> HeaderMap {
-    let mut h = HeaderMap::new();
-    h.insert(
+fn json_response(status: u16, body: String) -> Response {
+    let mut resp = Response::new(Body::Text(body));
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    h
+    resp
 }
 
-fn reply_response(reply: Reply) -> ApiGatewayV2httpResponse {
-    let mut resp = ApiGatewayV2httpResponse::default();
+fn reply_response(reply: Reply) -> Response {
     match reply {
-        Reply::Json(status, value) => {
-            resp.status_code = i64::from(status);
-            resp.headers = json_headers();
-            resp.body = Some(Body::Text(value.to_string()));
+        Reply::Json(status, value) => json_response(status, value.to_string()),
+        Reply::NoContent => {
+            let mut resp = Response::new(Body::Empty);
+            *resp.status_mut() = StatusCode::NO_CONTENT;
+            resp
         }
-        Reply::NoContent => resp.status_code = 204,
     }
-    resp
 }
 
 /// The JSON error body for any status and code (the local gateway uses it for its own 404s).
@@ -194,22 +186,19 @@ pub fn error_body(code: &str, message: &str) -> String {
 }
 
 /// The one mapping from a core error to an HTTP response.
-pub fn error_response(e: &Error) -> ApiGatewayV2httpResponse {
+pub fn error_response(e: &Error) -> Response {
     let p = e.public();
-    let mut resp = ApiGatewayV2httpResponse::default();
-    resp.status_code = i64::from(p.status);
-    resp.headers = json_headers();
+    let mut resp = json_response(p.status, error_body(p.code, &p.message));
     if let Some(v) = p
         .retry_after
         .and_then(|wait| HeaderValue::from_str(&wait.as_secs().max(1).to_string()).ok())
     {
-        resp.headers.insert(header::RETRY_AFTER, v);
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
     }
     if p.status == 401 {
-        resp.headers
+        resp.headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
-    resp.body = Some(Body::Text(error_body(p.code, &p.message)));
     resp
 }
 
@@ -218,12 +207,12 @@ mod tests {
     use super::*;
     use serde::Deserialize;
 
-    fn event(body: Option<&str>, auth: Option<&str>) -> ApiGatewayV2httpRequest {
+    fn event(body: Option<&str>, auth: Option<&str>) -> Request {
         let mut headers = serde_json::Map::new();
         if let Some(a) = auth {
             headers.insert("authorization".into(), a.into());
         }
-        serde_json::from_value(serde_json::json!({
+        let raw = serde_json::json!({
             "version": "2.0",
             "routeKey": "POST /x",
             "rawPath": "/x",
@@ -235,8 +224,8 @@ mod tests {
             },
             "body": body,
             "isBase64Encoded": false
-        }))
-        .expect("valid event")
+        });
+        lambda_http::request::from_str(&raw.to_string()).expect("valid event")
     }
 
     #[derive(Debug, Deserialize)]
@@ -249,23 +238,23 @@ mod tests {
     fn json_errors_are_classified() {
         let e = event(Some("{nope"), None);
         assert!(matches!(
-            Request::new(&e).json::<Body1>(),
+            Input::new(&e).json::<Body1>(),
             Err(InputError::MalformedJson(_))
         ));
         let e = event(Some(r#"{"mobile": 5}"#), None);
         assert!(matches!(
-            Request::new(&e).json::<Body1>(),
+            Input::new(&e).json::<Body1>(),
             Err(InputError::InvalidBody(_))
         ));
         let e = event(None, None);
         assert!(matches!(
-            Request::new(&e).json::<Body1>(),
+            Input::new(&e).json::<Body1>(),
             Err(InputError::MalformedJson(_))
         ));
         let big = format!(r#"{{"mobile":"{}"}}"#, "x".repeat(MAX_BODY_BYTES));
         let e = event(Some(&big), None);
         assert!(matches!(
-            Request::new(&e).json::<Body1>(),
+            Input::new(&e).json::<Body1>(),
             Err(InputError::BodyTooLarge { .. })
         ));
     }
@@ -280,14 +269,20 @@ mod tests {
         ] {
             let e = event(None, Some(&form));
             assert_eq!(
-                Request::new(&e).token().map(|t| t.hash()).ok(),
+                Input::new(&e).token().map(|t| t.hash()).ok(),
                 Some(t.hash())
             );
         }
         let e = event(None, None);
-        assert!(Request::new(&e).token().is_err());
+        assert!(Input::new(&e).token().is_err());
         let e = event(None, Some("Basic abc"));
-        assert!(Request::new(&e).token().is_err());
+        assert!(Input::new(&e).token().is_err());
+    }
+
+    #[test]
+    fn route_and_request_id_come_from_the_context() {
+        let e = event(None, None);
+        assert_eq!(route_and_id(&e), ("POST /x".to_owned(), "r".to_owned()));
     }
 
     #[test]
@@ -295,17 +290,17 @@ mod tests {
         let resp = error_response(&Error::from(AuthError::RateLimited {
             retry_after: std::time::Duration::from_secs(30),
         }));
-        assert_eq!(resp.status_code, 429);
+        assert_eq!(resp.status(), 429);
         assert_eq!(
-            resp.headers
+            resp.headers()
                 .get("retry-after")
                 .and_then(|v| v.to_str().ok()),
             Some("30")
         );
-        let Some(Body::Text(body)) = resp.body else {
+        let Body::Text(body) = resp.body() else {
             panic!("text body")
         };
-        let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+        let v: serde_json::Value = serde_json::from_str(body).expect("json");
         assert_eq!(v["error"]["code"], "rate_limited");
         assert!(v["error"]["message"].is_string());
     }

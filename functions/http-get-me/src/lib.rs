@@ -1,14 +1,10 @@
 //! `GET /users/me`: parse the request, call the core, map the result.
 
-use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use shared::http::{self, Reply};
 use shared::{App, Result, auth, users};
 
-pub async fn handler(
-    app: &'static App,
-    event: ApiGatewayV2httpRequest,
-) -> Result<ApiGatewayV2httpResponse> {
-    Ok(http::handle(event, async |req| {
+pub async fn handler(app: &'static App, request: http::Request) -> Result<http::Response> {
+    Ok(http::handle(request, async |req| {
         let me = auth::authenticate(app, &req.token()?).await?;
         Reply::ok(&users::me(app, me).await?)
     })

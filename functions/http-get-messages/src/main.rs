@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::lambda::run(http_get_messages::handler).await
+    shared::lambda::run_http(http_get_messages::handler).await
 }
