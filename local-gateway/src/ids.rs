@@ -32,6 +32,11 @@ pub fn extended_request_id() -> String {
     format!("{}=", alnum(15))
 }
 
+/// The ARN a function is invoked as (the Lambda context's `invoked_function_arn`).
+pub fn function_arn(function: &str) -> String {
+    format!("arn:aws:lambda:us-east-1:{ACCOUNT_ID}:function:{function}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -44,9 +49,4 @@ mod tests {
         assert!(shared::domain::ConnectionId::parse(&id).is_ok());
         assert_ne!(id, connection_id());
     }
-}
-
-/// The ARN a function is invoked as (the Lambda context's `invoked_function_arn`).
-pub fn function_arn(function: &str) -> String {
-    format!("arn:aws:lambda:us-east-1:{ACCOUNT_ID}:function:{function}")
 }
