@@ -317,14 +317,6 @@ pub fn conversation_key(a: &UserId, b: &UserId) -> String {
     format!("{lo}:{hi}")
 }
 
-/// A random id for Engine.IO / Socket.IO session ids: 20 URL-safe characters.
-pub fn random_sid() -> String {
-    use base64::Engine as _;
-    let mut bytes = [0u8; 15];
-    rand::rng().fill_bytes(&mut bytes);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,7 +8,7 @@ use crate::app::App;
 use crate::domain::{ConnectionId, UserId};
 use crate::error::{Error, PushError};
 use crate::realtime::{connections, outbox};
-use crate::socketio::runtime::{EngineConfig, Env, Joined, Partial, SendError, SessionState};
+use crate::socketio::runtime::{EngineConfig, Env, Joined, Partial, SendError, SessionState, Sid};
 use crate::store::{ConnectionDoc, NamespaceJoin, PartialPacket, Protocol};
 use crate::task::Task;
 use crate::time;
@@ -45,7 +45,12 @@ pub fn engine_config(app: &App) -> EngineConfig {
 /// The runtime's view of a connection record.
 pub fn state_of(doc: &ConnectionDoc) -> SessionState {
     SessionState {
-        eio_sid: doc.eio_sid.clone().unwrap_or_default(),
+        // A record written before sids were `engineioxide-core`'s gets a fresh one.
+        eio_sid: doc
+            .eio_sid
+            .as_deref()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_default(),
         socket_io: doc.protocol == Protocol::SocketIo,
         namespaces: doc
             .namespaces
@@ -79,8 +84,8 @@ fn send_error(e: PushError) -> SendError {
 impl Env for AppEnv<'_> {
     type Error = Error;
 
-    async fn create(&self, id: &ConnectionId, eio_sid: &str) -> Result<(), Error> {
-        connections::register(self.app, id, self.protocol, None, Some(eio_sid.to_owned())).await
+    async fn create(&self, id: &ConnectionId, eio_sid: Sid) -> Result<(), Error> {
+        connections::register(self.app, id, self.protocol, None, Some(eio_sid.to_string())).await
     }
 
     async fn claim_open(&self, id: &ConnectionId) -> Result<Option<SessionState>, Error> {

@@ -1,7 +1,7 @@
 //! Engine.IO v4 / Socket.IO v5 framing over the websocket transport, one packet per frame.
 //!
-//! Engine.IO packets are a type digit and a payload (`0` open, `1` close, `2` ping, `3` pong,
-//! `4` message, `5` upgrade, `6` noop); binary frames are binary messages. Socket.IO packets
+//! Engine.IO packets (`0` open, `1` close, `2` ping, `3` pong, `4` message, `5` upgrade,
+//! `6` noop) and session ids are `engineioxide-core`'s; binary frames are binary messages. Socket.IO packets
 //! ride inside `4` messages and are parsed and encoded by `socketioxide-parser-common`; this
 //! module turns them into the [`ClientPacket`] enum the server dispatches on and builds the
 //! server's frames. A binary packet's attachments arrive as the following binary frames:
@@ -10,7 +10,11 @@
 
 use std::collections::VecDeque;
 
+use std::time::Duration;
+
 use bytes::Bytes;
+pub use engineioxide_core::Packet as EnginePacket;
+use engineioxide_core::{OpenPacket, PacketParseError, ProtocolVersion, Sid};
 use serde::Serialize;
 use serde_json::Value;
 use socketioxide_core::Str;
@@ -48,62 +52,44 @@ pub enum ProtocolError {
     UnexpectedBinary,
 }
 
-/// An Engine.IO packet from a client.
-#[derive(Debug, Clone, PartialEq)]
-pub enum EnginePacket {
-    Close,
-    Ping(String),
-    Pong(String),
-    Message(String),
-    Upgrade,
-    Noop,
-}
-
-impl EnginePacket {
-    pub fn decode(frame: &str) -> Result<Self, ProtocolError> {
-        let mut chars = frame.chars();
-        let kind = chars.next().ok_or(ProtocolError::Empty)?;
-        let rest = chars.as_str();
-        Ok(match kind {
-            '1' => EnginePacket::Close,
-            '2' => EnginePacket::Ping(rest.to_owned()),
-            '3' => EnginePacket::Pong(rest.to_owned()),
-            '4' => EnginePacket::Message(rest.to_owned()),
-            '5' => EnginePacket::Upgrade,
-            '6' => EnginePacket::Noop,
-            other => return Err(ProtocolError::UnknownEngineType(other)),
-        })
+/// Decodes an Engine.IO packet a client sent as a websocket text frame (with
+/// `engineioxide-core`). Binary data travels in binary frames on this transport, so a
+/// base64 `b` packet is refused, as is anything only a server sends.
+pub fn decode_engine(frame: &str) -> Result<EnginePacket, ProtocolError> {
+    match EnginePacket::parse(ProtocolVersion::V4, frame.to_owned()) {
+        Ok(EnginePacket::Binary(_) | EnginePacket::BinaryV3(_)) => {
+            Err(ProtocolError::UnknownEngineType('b'))
+        }
+        Ok(EnginePacket::Open(_)) => Err(ProtocolError::UnknownEngineType('0')),
+        Ok(packet) => Ok(packet),
+        Err(PacketParseError::InvalidPacketType(None)) => Err(ProtocolError::Empty),
+        Err(PacketParseError::InvalidPacketType(Some(_))) => Err(ProtocolError::UnknownEngineType(
+            frame.chars().next().unwrap_or('?'),
+        )),
+        Err(e) => Err(ProtocolError::Malformed(e.to_string())),
     }
 }
 
 /// The Engine.IO open packet (handshake) for the websocket transport.
 pub fn open_packet(
-    sid: &str,
-    ping_interval_ms: u64,
-    ping_timeout_ms: u64,
+    sid: Sid,
+    ping_interval: Duration,
+    ping_timeout: Duration,
     max_payload: u64,
 ) -> String {
-    #[derive(Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Open<'a> {
-        sid: &'a str,
-        upgrades: [&'a str; 0],
-        ping_interval: u64,
-        ping_timeout: u64,
-        max_payload: u64,
-    }
-    let body = serde_json::to_string(&Open {
+    String::from(EnginePacket::Open(OpenPacket {
         sid,
-        upgrades: [],
-        ping_interval: ping_interval_ms,
-        ping_timeout: ping_timeout_ms,
+        upgrades: Default::default(),
+        ping_interval,
+        ping_timeout,
         max_payload,
-    })
-    .unwrap_or_default();
-    format!("0{body}")
+    }))
 }
 
-pub const PING: &str = "2";
+/// The server's heartbeat ping.
+pub fn ping() -> String {
+    String::from(EnginePacket::Ping)
+}
 
 /// A Socket.IO packet from a client, after validation.
 #[derive(Debug, Clone, PartialEq)]
@@ -373,37 +359,53 @@ mod tests {
 
     #[test]
     fn engine_packets() {
+        assert_eq!(decode_engine("3"), Ok(EnginePacket::Pong));
+        assert_eq!(decode_engine("2probe"), Ok(EnginePacket::PingUpgrade));
+        assert_eq!(decode_engine("3probe"), Ok(EnginePacket::PongUpgrade));
+        assert_eq!(decode_engine("2"), Ok(EnginePacket::Ping));
         assert_eq!(
-            EnginePacket::decode("3"),
-            Ok(EnginePacket::Pong(String::new()))
+            decode_engine("40"),
+            Ok(EnginePacket::Message(socketioxide_core::Str::from(
+                "0".to_owned()
+            )))
         );
+        assert_eq!(decode_engine(""), Err(ProtocolError::Empty));
         assert_eq!(
-            EnginePacket::decode("2probe"),
-            Ok(EnginePacket::Ping("probe".into()))
-        );
-        assert_eq!(
-            EnginePacket::decode("40"),
-            Ok(EnginePacket::Message("0".into()))
-        );
-        assert_eq!(EnginePacket::decode(""), Err(ProtocolError::Empty));
-        assert_eq!(
-            EnginePacket::decode("9"),
+            decode_engine("9"),
             Err(ProtocolError::UnknownEngineType('9'))
         );
         assert_eq!(
-            EnginePacket::decode("é"),
+            decode_engine("é"),
             Err(ProtocolError::UnknownEngineType('é'))
         );
+        assert_eq!(
+            decode_engine("0{}"),
+            Err(ProtocolError::UnknownEngineType('0'))
+        );
+        assert_eq!(
+            decode_engine("bAAE="),
+            Err(ProtocolError::UnknownEngineType('b'))
+        );
+        assert!(matches!(
+            decode_engine("b%%"),
+            Err(ProtocolError::Malformed(_))
+        ));
     }
 
     #[test]
     fn open_packet_shape() {
-        let p = open_packet("abc", 25000, 20000, 100000);
+        let sid: Sid = "AAAAAAAAAAAAAAAA".parse().expect("sid");
+        let p = open_packet(
+            sid,
+            Duration::from_millis(25000),
+            Duration::from_millis(20000),
+            100000,
+        );
         assert!(p.starts_with('0'));
         let v: Value = serde_json::from_str(&p[1..]).expect("json");
         assert_eq!(
             v,
-            json!({"sid":"abc","upgrades":[],"pingInterval":25000,"pingTimeout":20000,"maxPayload":100000})
+            json!({"sid":"AAAAAAAAAAAAAAAA","upgrades":[],"pingInterval":25000,"pingTimeout":20000,"maxPayload":100000})
         );
     }
 

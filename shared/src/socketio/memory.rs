@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use super::runtime::{Env, Joined, Partial, SendError, SessionState};
+use super::runtime::{Env, Joined, Partial, SendError, SessionState, Sid};
 use crate::domain::ConnectionId;
 
 /// What the server sent to a connection.
@@ -90,12 +90,12 @@ impl MemoryEnv {
 impl Env for MemoryEnv {
     type Error = MemoryError;
 
-    async fn create(&self, id: &ConnectionId, eio_sid: &str) -> Result<(), MemoryError> {
+    async fn create(&self, id: &ConnectionId, eio_sid: Sid) -> Result<(), MemoryError> {
         let now = self.now_ms();
         lock(&self.sessions).insert(
             id.clone(),
             SessionState {
-                eio_sid: eio_sid.to_owned(),
+                eio_sid,
                 socket_io: true,
                 connected_at_ms: now,
                 last_seen_ms: now,

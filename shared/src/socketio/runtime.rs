@@ -23,6 +23,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde_json::Value;
 
+pub use engineioxide_core::Sid;
+
 use super::codec::{self, ClientPacket, Decoded, EnginePacket, ProtocolError};
 use crate::domain::ConnectionId;
 
@@ -62,7 +64,7 @@ pub struct Partial {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SessionState {
     /// Engine.IO session id (open packet).
-    pub eio_sid: String,
+    pub eio_sid: Sid,
     /// Whether the Socket.IO layer runs on it (else bare Engine.IO).
     pub socket_io: bool,
     pub namespaces: Vec<Joined>,
@@ -114,7 +116,7 @@ pub trait Env: Sync {
     fn create(
         &self,
         id: &ConnectionId,
-        eio_sid: &str,
+        eio_sid: Sid,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
     /// Marks the open packet as sent, once: the state when this call claimed it, `None`
     /// when the connection is unknown or was opened already (a retried task).
@@ -203,7 +205,7 @@ pub async fn handshake<E: Env>(
     if transport != Some("websocket") {
         return Ok(Handshake::Refused(400, "use transports: [\"websocket\"]"));
     }
-    env.create(id, &crate::domain::random_sid()).await?;
+    env.create(id, Sid::new()).await?;
     env.open_later(id).await?;
     Ok(Handshake::Accepted)
 }
@@ -254,9 +256,9 @@ pub async fn open<E: Env>(
         return Ok(false);
     };
     let packet = codec::open_packet(
-        &state.eio_sid,
-        cfg.ping_interval.as_millis() as u64,
-        cfg.ping_timeout.as_millis() as u64,
+        state.eio_sid,
+        cfg.ping_interval,
+        cfg.ping_timeout,
         cfg.max_payload,
     );
     match send_when_established(env, id, packet, cfg.establish_wait).await {
@@ -309,7 +311,7 @@ pub async fn heartbeat<E: Env>(env: &E, cfg: &EngineConfig) -> Result<Beat, E::E
         }
     }
     let sent = futures::future::join_all(ping.iter().map(|id| async move {
-        match env.send(id, codec::PING.to_owned()).await {
+        match env.send(id, codec::ping()).await {
             Ok(()) => Some(id.clone()),
             Err(SendError::Gone) => {
                 let _ = env.forget(id).await;
@@ -357,19 +359,28 @@ pub async fn frame<E: Env, A: EngineApp<E>>(
         Frame::Binary(bytes) => return app.message(env, state, id, Frame::Binary(bytes)).await,
         Frame::Text(text) => text,
     };
-    let packet = match EnginePacket::decode(&text) {
+    let packet = match codec::decode_engine(&text) {
         Ok(p) => p,
         Err(e) => return protocol_close(env, id, e).await,
     };
+    // Engine.IO v4: the server pings and the client answers; a client's `2probe` (the
+    // upgrade probe) is answered with `3probe`, a bare `2` with `3`.
     match packet {
-        EnginePacket::Pong(_) => env.touch(id).await,
-        EnginePacket::Ping(data) => {
-            let _ = env.send(id, format!("3{data}")).await;
+        EnginePacket::Pong | EnginePacket::PongUpgrade => env.touch(id).await,
+        EnginePacket::Ping | EnginePacket::PingUpgrade => {
+            let reply = match packet {
+                EnginePacket::PingUpgrade => EnginePacket::PongUpgrade,
+                _ => EnginePacket::Pong,
+            };
+            let _ = env.send(id, String::from(reply)).await;
             Ok(())
         }
         EnginePacket::Close => close(env, id).await,
-        EnginePacket::Upgrade | EnginePacket::Noop => Ok(()),
-        EnginePacket::Message(payload) => app.message(env, state, id, Frame::Text(payload)).await,
+        EnginePacket::Message(payload) => {
+            app.message(env, state, id, Frame::Text(payload.as_str().to_owned()))
+                .await
+        }
+        _ => Ok(()),
     }
 }
 
@@ -571,7 +582,7 @@ impl<A> SocketIo<'_, A> {
                 };
                 let joined = Joined {
                     ns: ns.clone(),
-                    sid: crate::domain::random_sid(),
+                    sid: Sid::new().to_string(),
                 };
                 if !env.join(id, &joined, principal.as_deref()).await? {
                     return Ok(());

@@ -168,7 +168,7 @@ async fn the_open_packet_goes_out_once_the_connection_exists_and_only_once() {
     assert_eq!(open["pingInterval"], 300);
     assert_eq!(open["pingTimeout"], 200);
     assert_eq!(open["maxPayload"], 1_000_000);
-    assert_eq!(open["sid"], env.session(&c).unwrap().eio_sid);
+    assert_eq!(open["sid"], env.session(&c).unwrap().eio_sid.as_str());
     // A retried task sends nothing.
     assert!(!runtime::open(&env, &CFG, &c).await.unwrap());
     assert!(env.take(&c).is_empty());
