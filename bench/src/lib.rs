@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::Context;
 use futures::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use serde::Serialize;
@@ -144,53 +144,11 @@ impl Progress {
     }
 }
 
-/// A logged-in user.
-#[derive(Debug, Clone)]
-pub struct User {
-    pub token: String,
-    pub user_id: String,
-}
+pub use test_client::{Session as User, random_mobile};
 
-/// A valid, random US mobile number (area codes that libphonenumber accepts).
-pub fn random_mobile() -> String {
-    const AREAS: [u32; 12] = [201, 212, 305, 312, 415, 503, 617, 646, 702, 718, 917, 949];
-    let area = AREAS[rand::random_range(0..AREAS.len())];
-    let exchange = rand::random_range(200..1000u32);
-    let line = rand::random_range(0..10_000u32);
-    format!("+1{area}{exchange:03}{line:04}")
-}
-
+/// Logs in a new random user (the shared client's REST login).
 pub async fn login(http: &reqwest::Client, base: &str) -> anyhow::Result<User> {
-    let mobile = random_mobile();
-    let otp: Value = http
-        .post(format!("{base}/users/auth/request_otp"))
-        .json(&json!({ "mobile": mobile }))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    let otp = otp["otp"]
-        .as_str()
-        .ok_or_else(|| anyhow!("request_otp answered {otp}"))?;
-    let session: Value = http
-        .post(format!("{base}/users/auth/verify"))
-        .json(&json!({ "mobile": mobile, "otp": otp }))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    Ok(User {
-        token: session["token"]
-            .as_str()
-            .ok_or_else(|| anyhow!("verify answered {session}"))?
-            .to_owned(),
-        user_id: session["user_id"]
-            .as_str()
-            .ok_or_else(|| anyhow!("verify answered {session}"))?
-            .to_owned(),
-    })
+    test_client::login(http, base, &random_mobile()).await
 }
 
 /// One received `message`, as the collector sees it.
@@ -207,44 +165,16 @@ enum Event {
     Error(String),
 }
 
-pub type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+pub type Ws = test_client::Stream;
 
-/// Engine.IO open, Socket.IO CONNECT with `auth: {token}`, and the server's first event.
+/// Engine.IO open, Socket.IO CONNECT with `auth: {token}` and its answer (the shared
+/// client's handshake), as a bare WebSocket for the readers and writers.
 pub async fn connect_socket(url: &str, token: &str) -> anyhow::Result<Ws> {
-    let sep = if url.contains('?') { '&' } else { '?' };
-    let (mut ws, _) =
-        tokio_tungstenite::connect_async(format!("{url}{sep}EIO=4&transport=websocket"))
-            .await
-            .context("websocket handshake")?;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let next_text = async |ws: &mut Ws| -> anyhow::Result<String> {
-        loop {
-            match tokio::time::timeout_at(deadline, ws.next()).await {
-                Err(_) => bail!("timed out during the Socket.IO handshake"),
-                Ok(Some(Ok(Message::Text(t)))) if t.as_str() == "2" => {
-                    ws.send(Message::Text("3".into())).await?
-                }
-                Ok(Some(Ok(Message::Text(t)))) => return Ok(t.to_string()),
-                Ok(Some(Ok(_))) => continue,
-                Ok(Some(Err(e))) => return Err(e.into()),
-                Ok(None) => bail!("closed during the Socket.IO handshake"),
-            }
-        }
-    };
-    let open = next_text(&mut ws).await?;
-    if !open.starts_with('0') {
-        bail!("expected an Engine.IO open packet, got {open}");
-    }
-    ws.send(Message::Text(
-        format!("40{}", json!({ "token": token })).into(),
-    ))
-    .await?;
-    let answer = next_text(&mut ws).await?;
-    if !answer.starts_with("40") {
-        bail!("CONNECT refused: {answer}");
-    }
-    Ok(ws)
+    Ok(
+        test_client::Socket::join(url, token, Duration::from_secs(30))
+            .await?
+            .into_stream(),
+    )
 }
 
 /// `<run>:<sender>:<seq>:<µs>`

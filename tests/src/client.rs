@@ -20,13 +20,7 @@ impl Resp {
 }
 
 /// A logged-in user.
-#[derive(Debug, Clone)]
-pub struct User {
-    pub mobile: String,
-    pub token: String,
-    pub user_id: String,
-    pub display_name: String,
-}
+pub type User = test_client::Session;
 
 #[derive(Debug, Clone)]
 pub struct Api {
@@ -95,18 +89,11 @@ impl Api {
         .await
     }
 
-    /// request_otp + verify, asserting both succeed.
+    /// request_otp + verify (the shared client's login), asserting both succeed.
     pub async fn login(&self, mobile: &str) -> User {
-        let otp = self.request_otp(mobile).await;
-        assert_eq!(otp.status, 200, "request_otp: {:?}", otp.body);
-        let v = self.verify(mobile, otp.body["otp"].as_str().unwrap()).await;
-        assert_eq!(v.status, 200, "verify: {:?}", v.body);
-        User {
-            mobile: mobile.to_owned(),
-            token: v.body["token"].as_str().unwrap().to_owned(),
-            user_id: v.body["user_id"].as_str().unwrap().to_owned(),
-            display_name: v.body["display_name"].as_str().unwrap().to_owned(),
-        }
+        test_client::login(&self.http, &self.base, mobile)
+            .await
+            .unwrap_or_else(|e| panic!("login {mobile}: {e}"))
     }
 }
 

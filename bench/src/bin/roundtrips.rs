@@ -10,34 +10,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use futures::{SinkExt, StreamExt};
 use mongodb::event::EventHandler;
 use mongodb::event::command::CommandEvent;
 use mongodb::options::ClientOptions;
-use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
+use serde_json::json;
+use test_client::Socket;
 
 type Counts = Arc<Mutex<BTreeMap<String, u64>>>;
 
-async fn wait_event(ws: &mut chat_load::Ws, name: &str) -> anyhow::Result<Value> {
-    loop {
-        let frame = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .context("timed out")?
-            .context("closed")??;
-        let Message::Text(t) = frame else { continue };
-        if t.as_str() == "2" {
-            ws.send(Message::Text("3".into())).await?;
-            continue;
-        }
-        if let Some(body) = t.as_str().strip_prefix("42") {
-            let v: Vec<Value> = serde_json::from_str(body)?;
-            if v.first().and_then(Value::as_str) == Some(name) {
-                return Ok(v.get(1).cloned().unwrap_or(Value::Null));
-            }
-        }
-    }
-}
+const WAIT: Duration = Duration::from_secs(10);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -79,23 +60,21 @@ async fn main() -> anyhow::Result<()> {
     let a = chat_load::login(&http, &base).await?;
     let b = chat_load::login(&http, &base).await?;
     let url = format!("{}/socket.io/", gw.ws_url());
-    let mut sa = chat_load::connect_socket(&url, &a.token).await?;
-    let mut sb = chat_load::connect_socket(&url, &b.token).await?;
-    wait_event(&mut sa, "system").await?;
-    wait_event(&mut sb, "system").await?;
+    let mut sa = Socket::join(&url, &a.token, WAIT).await?;
+    let mut sb = Socket::join(&url, &b.token, WAIT).await?;
+    sa.wait_event("system", WAIT).await?;
+    sb.wait_event("system", WAIT).await?;
 
-    let send = async |sa: &mut chat_load::Ws,
-                      sb: &mut chat_load::Ws,
-                      i: usize|
-           -> anyhow::Result<()> {
-        let frame = json!(["send_message", { "to": b.user_id, "text": format!("rt {i}"), "client_id": format!("rt-{i}") }]);
-        sa.send(Message::Text(format!("42{frame}").into())).await?;
-        let got = wait_event(sb, "message").await?;
+    let send = async |sa: &mut Socket, sb: &mut Socket, i: usize| -> anyhow::Result<()> {
+        let message =
+            json!({ "to": b.user_id, "text": format!("rt {i}"), "client_id": format!("rt-{i}") });
+        sa.emit("send_message", &message).await?;
+        let got = sb.wait_event("message", WAIT).await?;
         if got["client_id"] != format!("rt-{i}") {
             bail!("out of order: {got}");
         }
-        wait_event(sa, "message").await?;
-        wait_event(sa, "delivered").await?;
+        sa.wait_event("message", WAIT).await?;
+        sa.wait_event("delivered", WAIT).await?;
         Ok(())
     };
     for i in 0..10 {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use harness::client::{User, mobile};
-use harness::ws::RawSio;
+use harness::ws::{RawSio, RawWsExt};
 use harness::{TestEnv, s};
 use mongodb::event::EventHandler;
 use mongodb::event::command::CommandEvent;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bson::{doc, oid::ObjectId};
 use futures::TryStreamExt;
 use harness::client::mobile;
-use harness::ws::{RawSio, WAIT};
+use harness::ws::{RawSio, RawWsExt, WAIT};
 use harness::{EnvOptions, TestEnv};
 use serde_json::json;
 

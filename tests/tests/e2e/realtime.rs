@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use harness::client::mobile;
-use harness::ws::{Frame, RawSio, RawWs, WAIT};
+use harness::ws::{Frame, RawSio, RawWs, RawWsExt, WAIT};
 use harness::{EnvOptions, TestEnv};
 use serde_json::{Value, json};
 use shared::domain::ConnectionId;
