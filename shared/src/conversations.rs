@@ -22,7 +22,7 @@ use crate::api::{
 };
 use crate::app::App;
 use crate::domain::{MessageId, Mobile, UserId};
-use crate::error::{ChatError, Result};
+use crate::error::{ChatError, InputError, Result};
 use crate::realtime::connections;
 use crate::realtime::events::ServerEvent;
 use crate::realtime::outbox;
@@ -264,18 +264,34 @@ fn parse_cursor(raw: &str) -> Result<(DateTime, ObjectId), ChatError> {
     Ok((DateTime::from_millis(ms), id))
 }
 
-/// Options of a conversation list request.
+/// A conversation list request, parsed at the edge: `limit` (1..=200, default 50) and the
+/// `before` cursor of the previous page.
 #[derive(Debug, Clone, Copy)]
-pub struct ListQuery<'a> {
+pub struct ListQuery {
     pub limit: u32,
-    pub before: Option<&'a str>,
+    pub before: Option<(DateTime, ObjectId)>,
+}
+
+impl ListQuery {
+    /// Parses the raw query parameters.
+    pub fn parse(limit: Option<&str>, before: Option<&str>) -> Result<ListQuery> {
+        let limit = match limit {
+            None => DEFAULT_LIMIT,
+            Some(raw) => raw
+                .parse()
+                .ok()
+                .filter(|n| (1..=MAX_LIMIT).contains(n))
+                .ok_or(InputError::InvalidLimit)?,
+        };
+        let before = before.map(parse_cursor).transpose()?;
+        Ok(ListQuery { limit, before })
+    }
 }
 
 /// One page of `me`'s conversations, the most recent first.
-pub async fn list(app: &App, me: UserId, q: ListQuery<'_>) -> Result<ConversationsPage> {
+pub async fn list(app: &App, me: UserId, q: ListQuery) -> Result<ConversationsPage> {
     let mut filter = doc! { "owner": me.object_id() };
-    if let Some(raw) = q.before {
-        let (at, id) = parse_cursor(raw)?;
+    if let Some((at, id)) = q.before {
         // The range on last_at bounds the index scan (it starts at the cursor); the $or only
         // sorts out the entries of that very millisecond.
         filter.insert("last_at", doc! { "$lte": at });

@@ -483,7 +483,7 @@ async fn the_list_at_1000_conversations() {
         .unwrap();
     let cursor = cursor.as_str();
     for before in [None, Some(cursor)] {
-        let query = || shared::conversations::ListQuery { limit: 50, before };
+        let query = || shared::conversations::ListQuery::parse(None, before).unwrap();
         shared::conversations::list(&app, me_id, query())
             .await
             .unwrap();
