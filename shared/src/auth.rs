@@ -5,7 +5,8 @@
 //! - `verify`: the first verify of a mobile creates the user, later ones find the same user
 //!   (stable identity, enforced by the unique index on `mobile`); 5 wrong tries kill the OTP;
 //!   an OTP works once. Returns a fresh session token.
-//! - `authenticate` / `logout`: tokens are stored only as SHA-256 hashes in `sessions`.
+//! - `authenticate` / `logout`: tokens are stored only as SHA-256 hashes in `sessions`;
+//!   logging out closes every WebSocket connection the session authenticated.
 
 use std::time::Duration;
 
@@ -15,8 +16,10 @@ use mongodb::options::ReturnDocument;
 
 use crate::api::{OtpIssued, SessionIssued};
 use crate::app::App;
+pub use crate::domain::Authenticated;
 use crate::domain::{DisplayName, Mobile, Otp, Token, UserId};
 use crate::error::{AuthError, Error, Result, StoreError};
+use crate::realtime::outbox;
 use crate::store::{OtpDoc, SessionDoc, UserDoc, is_duplicate_key};
 use crate::time::{self, Timestamp};
 
@@ -181,19 +184,30 @@ async fn find_or_create_user(app: &App, mobile: &Mobile) -> Result<UserDoc> {
 
 /// The user a token belongs to, if the session is live.
 pub async fn authenticate(app: &App, token: &Token) -> Result<UserId> {
+    Ok(authenticate_session(app, token).await?.user)
+}
+
+/// The live session a token opens: its user, its id and its expiry.
+pub async fn authenticate_session(app: &App, token: &Token) -> Result<Authenticated> {
     let session = app
         .store
         .sessions
         .find_one(doc! { "_id": token.hash() })
         .await?
         .ok_or(AuthError::Unauthorized)?;
-    if time::from_bson(session.expires_at) <= time::now() {
+    let expires_at = time::from_bson(session.expires_at);
+    if expires_at <= time::now() {
         return Err(AuthError::Unauthorized.into());
     }
-    Ok(UserId::from_object_id(session.user_id))
+    Ok(Authenticated {
+        user: UserId::from_object_id(session.user_id),
+        session: session.token_hash,
+        expires_at,
+    })
 }
 
-/// Ends the session: the token is dead from now on.
+/// Ends the session: the token is dead from now on, and every WebSocket connection it
+/// authenticated is closed.
 pub async fn logout(app: &App, token: &Token) -> Result<()> {
     let removed = app
         .store
@@ -201,8 +215,15 @@ pub async fn logout(app: &App, token: &Token) -> Result<()> {
         .find_one_and_delete(doc! { "_id": token.hash() })
         .await?;
     match removed {
-        Some(s) if time::from_bson(s.expires_at) > time::now() => Ok(()),
-        _ => Err(Error::Auth(AuthError::Unauthorized)),
+        Some(s) => {
+            outbox::end_connections(app, doc! { "session": &s.token_hash }).await?;
+            if time::from_bson(s.expires_at) > time::now() {
+                Ok(())
+            } else {
+                Err(Error::Auth(AuthError::Unauthorized))
+            }
+        }
+        None => Err(Error::Auth(AuthError::Unauthorized)),
     }
 }
 

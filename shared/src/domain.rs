@@ -317,6 +317,15 @@ pub fn conversation_key(a: &UserId, b: &UserId) -> String {
     format!("{lo}:{hi}")
 }
 
+/// Who a live session token belongs to: the user, the session (its token hash) and when
+/// it expires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authenticated {
+    pub user: UserId,
+    pub session: String,
+    pub expires_at: crate::time::Timestamp,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -35,6 +35,8 @@ pub struct Report {
     pub dropped: usize,
     pub delivered: usize,
     pub phantoms: usize,
+    /// Connections closed because their login session expired.
+    pub ended: usize,
 }
 
 /// How late a message must be before the sweep delivers it.
@@ -123,6 +125,11 @@ pub async fn run_task(app: &App, task: Task) -> Result<Report> {
 pub async fn sweep(app: &App) -> Result<Report> {
     let mut report = Report::default();
     heartbeat(app, &mut report).await?;
+    report.ended += outbox::end_connections(
+        app,
+        doc! { "session_expires_at": { "$lte": time::to_bson(time::now()) } },
+    )
+    .await?;
     report.delivered += deliver_overdue(app).await?;
     report.phantoms += phantom_typing(app).await?;
     if report != Report::default() {

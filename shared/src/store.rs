@@ -116,6 +116,12 @@ pub struct ConnectionDoc {
     /// Set once the connection authenticated (at `$connect` for JSON clients, at the
     /// Socket.IO CONNECT packet for Socket.IO clients).
     pub user_id: Option<ObjectId>,
+    /// The login session (its token hash) that authenticated the connection, and when that
+    /// session expires: logging out or expiry ends the connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_expires_at: Option<DateTime>,
     /// Engine.IO session id (open packet).
     #[serde(default)]
     pub eio_sid: Option<String>,

@@ -10,9 +10,11 @@ import {
   assertMessage,
   closeAll,
   connect,
+  connectJson,
   emitAck,
   expectNoEvent,
   history,
+  http,
   login,
   loginMany,
   nextEvent,
@@ -209,4 +211,36 @@ test("a vanished client (TCP destroyed) gets the messages sent meanwhile on reco
   assert.deepEqual(got.map((m) => m.message_id), acks.map((m) => m.message_id));
   const delivered = await nextEvents(a, "delivered", texts.length);
   assert.deepEqual(delivered.map((d) => d.message_id).sort(), acks.map((m) => m.message_id).sort());
+});
+
+test("logout ends that session's sockets (Socket.IO: \"io server disconnect\", JSON: unauthorized + close); other sessions stay", opts, async () => {
+  const user = await login();
+  // A second login of the same number: another session of the same user.
+  const other = await login(user.mobile);
+  assert.equal(other.user_id, user.user_id);
+  const sio = await connect(user.token, { label: "session-1 sio" });
+  const json = await connectJson(user.token, { label: "session-1 json" });
+  const keep = await connect(other.token, { label: "session-2 sio" });
+
+  const out = await http("POST", "/users/auth/logout", { token: user.token });
+  assert.equal(out.status, 204);
+
+  assert.equal(await nextEvent(sio, "$disconnect"), "io server disconnect");
+  const notice = await nextEvent(json, "system", undefined, (d) => d?.type === "error");
+  assert.equal(notice.code, "unauthorized");
+  await nextEvent(json, "$close");
+
+  // The stock client does not reconnect after a server disconnect; a new attempt with the
+  // dead token is refused.
+  const again = await connectError(user.token);
+  assert.equal(again.err.message, "unauthorized");
+
+  // The other session's socket still works: it gets a message sent to the user.
+  const friend = await login();
+  const f = await connect(friend.token);
+  const ack = await emitAck(f, "send_message", { to: user.user_id, text: "still here?" });
+  assert.ok(ack.message_id, JSON.stringify(ack));
+  const got = await nextEvent(keep, "message", undefined, (m) => m.message_id === ack.message_id);
+  assert.equal(got.from, friend.user_id);
+  assert.equal(keep.connected, true);
 });

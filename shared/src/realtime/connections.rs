@@ -8,7 +8,7 @@ use bson::doc;
 use futures::TryStreamExt;
 
 use crate::app::App;
-use crate::domain::{ConnectionId, UserId};
+use crate::domain::{Authenticated, ConnectionId, UserId};
 use crate::error::Result;
 use crate::store::{ConnectionDoc, NamespaceJoin, PartialPacket, Protocol};
 use crate::time;
@@ -21,14 +21,16 @@ pub async fn register(
     app: &App,
     id: &ConnectionId,
     protocol: Protocol,
-    user: Option<UserId>,
+    auth: Option<&Authenticated>,
     eio_sid: Option<String>,
 ) -> Result<()> {
     let now = time::now();
     let doc = ConnectionDoc {
         connection_id: id.as_str().to_owned(),
         protocol,
-        user_id: user.map(|u| u.object_id()),
+        user_id: auth.map(|a| a.user.object_id()),
+        session: auth.map(|a| a.session.clone()),
+        session_expires_at: auth.map(|a| time::to_bson(a.expires_at)),
         eio_sid,
         namespaces: Vec::new(),
         connected_at: time::to_bson(now),
@@ -83,6 +85,21 @@ pub async fn get_settled(app: &App, id: &ConnectionId) -> Result<Option<Connecti
         }
     }
     Ok(doc)
+}
+
+/// Records the login session that authenticated a connection (Socket.IO CONNECT).
+pub async fn bind_session(app: &App, id: &ConnectionId, auth: &Authenticated) -> Result<()> {
+    app.store
+        .connections
+        .update_one(
+            doc! { "_id": id.as_str() },
+            doc! { "$set": {
+                "session": &auth.session,
+                "session_expires_at": time::to_bson(auth.expires_at),
+            } },
+        )
+        .await?;
+    Ok(())
 }
 
 /// Binds a Socket.IO connection to its user and records the namespace it joined.
@@ -245,5 +262,11 @@ impl ConnectionDoc {
 
     pub fn joined(&self, ns: &str) -> bool {
         self.namespaces.iter().any(|j| j.ns == ns)
+    }
+
+    /// Whether the login session behind the connection has expired.
+    pub fn session_expired(&self, now: time::Timestamp) -> bool {
+        self.session_expires_at
+            .is_some_and(|at| time::from_bson(at) <= now)
     }
 }

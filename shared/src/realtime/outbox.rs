@@ -69,3 +69,42 @@ pub async fn push_to_users(app: &App, users: &[UserId], event: &ServerEvent) -> 
     let conns = connections::of_users(app, users).await?;
     Ok(push(app, &conns, event).await.len())
 }
+
+/// Ends connections whose login session is over (logout, expiry): a Socket.IO client gets
+/// a DISCONNECT packet (so a stock client does not reconnect with the dead token), a
+/// plain-JSON client a `system` error `unauthorized`; then the connection is closed and its
+/// record removed. Returns how many were ended.
+pub async fn end_connections(app: &App, filter: bson::Document) -> Result<usize> {
+    use futures::TryStreamExt;
+    let conns: Vec<ConnectionDoc> = app
+        .store
+        .connections
+        .find(filter)
+        .await?
+        .try_collect()
+        .await?;
+    let ended = join_all(conns.iter().filter_map(|c| c.id().map(|id| (c, id))).map(
+        |(c, id)| async move {
+            end_connection(app, &id, c.protocol).await;
+        },
+    ))
+    .await;
+    Ok(ended.len())
+}
+
+/// Says goodbye on one connection whose session is over, closes it and forgets it.
+pub async fn end_connection(app: &App, id: &ConnectionId, protocol: crate::store::Protocol) {
+    use crate::error::{AuthError, Error};
+    use crate::store::Protocol;
+    let goodbye = match protocol {
+        Protocol::SocketIo => crate::socketio::codec::disconnect("/"),
+        Protocol::Json | Protocol::Engine => {
+            ServerEvent::error(&Error::Auth(AuthError::Unauthorized), None).frame(protocol)
+        }
+    };
+    let _ = app.pusher.post(id, goodbye).await;
+    let _ = app.pusher.close(id).await;
+    if let Err(e) = connections::remove(app, id).await {
+        tracing::warn!(connection = %id, error = %e, "could not forget an ended connection");
+    }
+}

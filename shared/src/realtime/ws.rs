@@ -12,7 +12,7 @@ use tracing::Instrument;
 
 use crate::app::App;
 use crate::auth;
-use crate::domain::{Token, UserId};
+use crate::domain::{ConnectionId, Token, UserId};
 use crate::error::{AuthError, Error, InputError, Result};
 use crate::realtime::events::ServerEvent;
 use crate::realtime::service::{self, Caller, ClientEvent};
@@ -58,15 +58,15 @@ pub async fn on_connect(
         if query.first("EIO").is_some() {
             return socket_io_handshake(&AppEnv::new(app), &id, &event).await;
         }
-        let user = match query.first("token").map(Token::parse) {
-            Some(Ok(token)) => match auth::authenticate(app, &token).await {
-                Ok(user) => user,
+        let session = match query.first("token").map(Token::parse) {
+            Some(Ok(token)) => match auth::authenticate_session(app, &token).await {
+                Ok(session) => session,
                 Err(Error::Auth(_)) => return Ok(response(401, Some("Unauthorized"))),
                 Err(e) => return Err(e),
             },
             _ => return Ok(response(401, Some("Unauthorized"))),
         };
-        connections::register(app, &id, Protocol::Json, Some(user), None).await?;
+        connections::register(app, &id, Protocol::Json, Some(&session), None).await?;
         app.invoker
             .invoke_async(&Task::Welcome {
                 connection_id: id.clone(),
@@ -111,11 +111,18 @@ pub async fn on_default(
             }
         };
         let Some(conn) = conn else {
-            // No record: the connection is unknown to us (expired, or never registered).
+            // No record: the connection is unknown to us (its session ended, it expired, or
+            // it never registered).
             tracing::warn!("frame from an unknown connection; closing it");
+            refuse_frame(app, &id, &frame, &Error::Auth(AuthError::Unauthorized)).await;
             let _ = app.pusher.close(&id).await;
             return Ok(ok());
         };
+        if conn.session_expired(crate::time::now()) {
+            refuse_frame(app, &id, &frame, &Error::Auth(AuthError::Unauthorized)).await;
+            outbox::end_connection(app, &id, conn.protocol).await;
+            return Ok(ok());
+        }
         match conn.protocol {
             Protocol::SocketIo | Protocol::Engine => {
                 let env = AppEnv::new(app);
@@ -171,7 +178,14 @@ pub async fn on_action(
                 return Err(e);
             }
         };
-        let Some(user) = conn.as_ref().and_then(ConnectionDoc::user) else {
+        let expired = conn
+            .as_ref()
+            .is_some_and(|c| c.session_expired(crate::time::now()));
+        let user = conn
+            .as_ref()
+            .and_then(ConnectionDoc::user)
+            .filter(|_| !expired);
+        let Some(user) = user else {
             let e = Error::Auth(AuthError::Unauthorized);
             let _ = outbox::post_frame(
                 app,
@@ -179,6 +193,10 @@ pub async fn on_action(
                 ServerEvent::error(&e, Some(action.route_key())).frame(Protocol::Json),
             )
             .await;
+            if expired {
+                let _ = app.pusher.close(&id).await;
+                connections::remove(app, &id).await?;
+            }
             return Ok(ok());
         };
         let protocol = conn.map_or(Protocol::Json, |c| c.protocol);
@@ -275,6 +293,7 @@ impl<'a> SocketApp<AppEnv<'a>> for ChatSocket {
     async fn authorize(
         &self,
         env: &AppEnv<'a>,
+        id: &ConnectionId,
         _ns: &str,
         auth_payload: Option<&Value>,
     ) -> Result<Authorized> {
@@ -283,8 +302,11 @@ impl<'a> SocketApp<AppEnv<'a>> for ChatSocket {
             .and_then(Value::as_str)
             .map(Token::parse);
         match token {
-            Some(Ok(token)) => match auth::authenticate(env.app, &token).await {
-                Ok(user) => Ok(Authorized::Principal(user.to_string())),
+            Some(Ok(token)) => match auth::authenticate_session(env.app, &token).await {
+                Ok(session) => {
+                    connections::bind_session(env.app, id, &session).await?;
+                    Ok(Authorized::Principal(session.user.to_string()))
+                }
                 Err(Error::Auth(_)) => Ok(Authorized::Refused("unauthorized".into())),
                 Err(e) => Err(e),
             },

@@ -453,9 +453,11 @@ pub trait SocketApp<E: Env>: Sync {
     fn sessions_are_final(&self) -> bool {
         false
     }
+    /// Decides a CONNECT to `ns` on connection `id` from its auth payload.
     fn authorize(
         &self,
         env: &E,
+        id: &ConnectionId,
         ns: &str,
         auth: Option<&Value>,
     ) -> impl Future<Output = Result<Authorized, E::Error>> + Send;
@@ -572,7 +574,7 @@ impl<A> SocketIo<'_, A> {
                         .await;
                     return Ok(());
                 }
-                let principal = match app.authorize(env, &ns, auth.as_ref()).await? {
+                let principal = match app.authorize(env, id, &ns, auth.as_ref()).await? {
                     Authorized::Refused(message) => {
                         let _ = env.send(id, codec::connect_error(&ns, &message)).await;
                         return Ok(());

@@ -44,6 +44,7 @@ impl SocketApp<MemoryEnv> for Suite {
     async fn authorize(
         &self,
         _env: &MemoryEnv,
+        _id: &ConnectionId,
         _ns: &str,
         auth: Option<&Value>,
     ) -> Result<Authorized, MemoryError> {
@@ -392,6 +393,7 @@ async fn binary_packets_are_refused_where_the_transport_cannot_carry_them() {
         async fn authorize(
             &self,
             _: &MemoryEnv,
+            _: &ConnectionId,
             _: &str,
             _: Option<&Value>,
         ) -> Result<Authorized, MemoryError> {

@@ -80,6 +80,7 @@ impl<'a> SocketApp<AppEnv<'a>> for SuiteSocket {
     async fn authorize(
         &self,
         _env: &AppEnv<'a>,
+        _id: &ConnectionId,
         _ns: &str,
         _auth: Option<&Value>,
     ) -> Result<Authorized> {

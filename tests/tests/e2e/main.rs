@@ -13,5 +13,6 @@ mod load;
 mod migrations_runner;
 mod realtime;
 mod rest;
+mod sessions;
 mod template;
 mod web;

@@ -1,0 +1,134 @@
+//! Sessions that end: a connection lives no longer than the login session that opened it.
+//! (Logout with the stock clients is in `tests/node/connection.test.mjs`.)
+
+use std::time::Duration;
+
+use harness::client::mobile;
+use harness::ws::{Frame, RawSio, RawWs, RawWsExt, WAIT};
+use harness::{EnvOptions, TestEnv};
+use serde_json::{Value, json};
+
+/// Every text frame until the server closes the connection (fails if it stays open).
+async fn frames_until_closed(ws: &mut RawWs) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut frames = Vec::new();
+    loop {
+        match ws.next_until(deadline).await {
+            Frame::Text(t) => frames.push(t),
+            Frame::Binary(_) => {}
+            Frame::Close(_) | Frame::Ended => return frames,
+            Frame::Timeout => panic!("still open after {WAIT:?}; got {frames:?}"),
+        }
+    }
+}
+
+fn sio_system_error(frame: &str) -> Option<String> {
+    let (name, args) = test_client::socket::parse_event(frame)?;
+    (name == "system" && args[0]["type"] == "error")
+        .then(|| args[0]["code"].as_str().unwrap_or("").to_owned())
+}
+
+async fn wait_for_expiry(env: &TestEnv, token: &str) {
+    harness::eventually("the token expires", Duration::from_secs(10), || async {
+        env.api.get("/users/me", Some(token)).await.status == 401
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn events_on_an_expired_session_are_refused_and_the_connection_closes() {
+    // No sweep: the event path alone must notice.
+    let mut options = EnvOptions::default().var("TOKEN_TTL_SECS", "3");
+    options.schedule_every = Duration::from_secs(3600);
+    let env = TestEnv::with(options).await;
+    let a = env.api.login(&mobile(900)).await;
+    let b = env.api.login(&mobile(901)).await;
+    let (mut sio, _) = RawSio::login(&env.ws_url(""), &a.token).await;
+    let mut json_ws = RawWs::connect(&env.ws_url(&format!("/?token={}", a.token)))
+        .await
+        .unwrap();
+    let welcome: Value = serde_json::from_str(&json_ws.text(WAIT).await).unwrap();
+    assert_eq!(welcome["data"]["type"], "welcome");
+    wait_for_expiry(&env, &a.token).await;
+
+    let late = json!(["send_message", { "to": b.user_id, "text": "too late" }]);
+    sio.ws.send(&format!("427{late}")).await;
+    let frames = frames_until_closed(&mut sio.ws).await;
+    assert!(
+        frames
+            .iter()
+            .any(|f| sio_system_error(f).as_deref() == Some("unauthorized")),
+        "{frames:?}"
+    );
+    let ack = frames
+        .iter()
+        .find_map(|f| f.strip_prefix("437"))
+        .expect("an error ack");
+    let ack: Value = serde_json::from_str(ack).unwrap();
+    assert_eq!(ack[0]["error"]["code"], "unauthorized");
+    assert!(
+        frames.iter().any(|f| f == "41"),
+        "no DISCONNECT: {frames:?}"
+    );
+
+    json_ws
+        .send(&json!({ "action": "typing", "to": b.user_id, "typing": true }).to_string())
+        .await;
+    let frames = frames_until_closed(&mut json_ws).await;
+    let refused = frames.iter().any(|f| {
+        let v: Value = serde_json::from_str(f).unwrap_or_default();
+        v["event"] == "system"
+            && v["data"]["type"] == "error"
+            && v["data"]["code"] == "unauthorized"
+    });
+    assert!(refused, "{frames:?}");
+
+    // Nothing was stored, and nothing of the user's connections is left.
+    let stored = env
+        .db
+        .collection::<bson::Document>("messages")
+        .count_documents(bson::doc! {})
+        .await
+        .unwrap();
+    assert_eq!(stored, 0);
+    harness::eventually("the records are gone", WAIT, || async {
+        env.db
+            .collection::<bson::Document>("connections")
+            .count_documents(bson::doc! {})
+            .await
+            .unwrap()
+            == 0
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_sweep_closes_sockets_whose_session_expired() {
+    let env = TestEnv::with(EnvOptions::default().var("TOKEN_TTL_SECS", "3")).await;
+    let a = env.api.login(&mobile(910)).await;
+    let (mut sio, _) = RawSio::login(&env.ws_url(""), &a.token).await;
+    let mut json_ws = RawWs::connect(&env.ws_url(&format!("/?token={}", a.token)))
+        .await
+        .unwrap();
+    json_ws.text(WAIT).await;
+    // The client stays silent but answers pings (so the heartbeat keeps it); the server ends
+    // both connections once the session expires.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3) + WAIT;
+    let mut frames = Vec::new();
+    loop {
+        match sio.ws.next_until(deadline).await {
+            Frame::Text(t) if t == "2" => sio.ws.send("3").await,
+            Frame::Text(t) => frames.push(t),
+            Frame::Binary(_) => {}
+            Frame::Close(_) | Frame::Ended => break,
+            Frame::Timeout => panic!("still open after the session expired; got {frames:?}"),
+        }
+    }
+    assert_eq!(frames.last().map(String::as_str), Some("41"), "{frames:?}");
+    assert_eq!(env.api.get("/users/me", Some(&a.token)).await.status, 401);
+    let frames = frames_until_closed(&mut json_ws).await;
+    assert!(
+        frames.iter().any(|f| f.contains("\"unauthorized\"")),
+        "{frames:?}"
+    );
+}
