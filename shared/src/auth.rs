@@ -96,7 +96,7 @@ pub async fn request_otp(app: &App, mobile: Mobile) -> Result<OtpIssued> {
             });
         }
     }
-    Err(StoreError::LockTimeout(format!("otp:{}", mobile.as_str())).into())
+    Err(StoreError::LockTimeout(format!("otp:…{}", mobile.last_digits())).into())
 }
 
 /// Checks `otp`, creates the user on first login, and opens a session.
@@ -179,7 +179,7 @@ async fn find_or_create_user(app: &App, mobile: &Mobile) -> Result<UserDoc> {
             return Ok(user);
         }
     }
-    Err(StoreError::LockTimeout(format!("user:{}", mobile.as_str())).into())
+    Err(StoreError::LockTimeout(format!("user:…{}", mobile.last_digits())).into())
 }
 
 /// The user a token belongs to, if the session is live.

@@ -71,7 +71,7 @@ pub enum ChatError {
     Forbidden,
     #[error("the `before` cursor does not name a message of this conversation")]
     InvalidCursor,
-    #[error("unknown event `{0}`; the events are send_message, typing and read")]
+    #[error("unknown event; the events are send_message, typing and read")]
     UnknownEvent(String),
     #[error("this client_id was already used for a different message (another `to` or `text`)")]
     ClientIdConflict,
@@ -220,6 +220,31 @@ impl Error {
     }
 }
 
+/// What is wrong with a JSON document, without repeating any of its values (serde's own
+/// messages quote them: `invalid type: integer `123456``), so neither the error answer nor the
+/// log echoes what a client submitted.
+pub fn json_problem(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    // A document already parsed (`from_value`) has no position.
+    let at = match e.line() {
+        0 => String::new(),
+        line => format!(" at line {line}, column {}", e.column()),
+    };
+    match e.classify() {
+        Category::Syntax => format!("syntax error{at}"),
+        Category::Eof => format!("unexpected end{at}"),
+        Category::Io => "could not be read".to_owned(),
+        Category::Data => {
+            let text = e.to_string();
+            // Field names are the API's own, not the client's values.
+            match text.strip_prefix("missing field ") {
+                Some(rest) => format!("missing field {}", rest.split(' ').next().unwrap_or("")),
+                None => format!("a field has the wrong type or value{at}"),
+            }
+        }
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[cfg(test)]
@@ -239,6 +264,32 @@ mod tests {
         assert_eq!((p.status, p.code), (401, "unauthorized"));
         let p = Error::from(ChatError::Forbidden).public();
         assert_eq!((p.status, p.code), (403, "forbidden"));
+    }
+
+    #[test]
+    fn json_problems_do_not_echo_values() {
+        #[derive(Debug, serde::Deserialize)]
+        struct Body {
+            #[allow(dead_code)]
+            otp: String,
+        }
+        for raw in [
+            r#"{"otp":123456}"#,
+            r#"{"otp":["secret-ish"]}"#,
+            r#"{"otp":"123456","#,
+            "{}",
+        ] {
+            let e = serde_json::from_str::<Body>(raw).unwrap_err();
+            let text = json_problem(&e);
+            assert!(
+                !text.contains("123456") && !text.contains("secret"),
+                "{text}"
+            );
+        }
+        let e = serde_json::from_str::<Body>("{}").unwrap_err();
+        assert_eq!(json_problem(&e), "missing field `otp`");
+        let unknown = Error::from(ChatError::UnknownEvent("my-secret-name".into()));
+        assert!(!unknown.public().message.contains("my-secret"));
     }
 
     #[test]

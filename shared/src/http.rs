@@ -13,7 +13,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use tracing::Instrument;
 
 use crate::domain::Token;
-use crate::error::{AuthError, Error, InputError};
+use crate::error::{AuthError, Error, InputError, json_problem};
 
 /// The request a REST function receives.
 pub type Request = lambda_http::Request;
@@ -65,8 +65,8 @@ impl<'a> Input<'a> {
             return Err(InputError::MalformedJson("request body is empty".into()));
         }
         serde_json::from_slice(bytes).map_err(|e| match e.classify() {
-            serde_json::error::Category::Data => InputError::InvalidBody(e.to_string()),
-            _ => InputError::MalformedJson(e.to_string()),
+            serde_json::error::Category::Data => InputError::InvalidBody(json_problem(&e)),
+            _ => InputError::MalformedJson(json_problem(&e)),
         })
     }
 

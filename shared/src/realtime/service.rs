@@ -78,8 +78,9 @@ impl ClientEvent {
             let data = data.ok_or_else(|| {
                 InputError::InvalidBody(format!("`{name}` needs an object argument"))
             })?;
-            serde_json::from_value(data)
-                .map_err(|e| InputError::InvalidBody(format!("`{name}`: {e}")))
+            serde_json::from_value(data).map_err(|e| {
+                InputError::InvalidBody(format!("`{name}`: {}", crate::error::json_problem(&e)))
+            })
         }
         Ok(match name {
             "send_message" => {

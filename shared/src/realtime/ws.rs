@@ -148,7 +148,7 @@ pub async fn on_default(
                         InputError::InvalidBody("frames are JSON objects with an `action`".into())
                             .into()
                     }
-                    Err(e) => InputError::MalformedJson(e.to_string()).into(),
+                    Err(e) => InputError::MalformedJson(crate::error::json_problem(e)).into(),
                 };
                 let event = action.ok().flatten();
                 let notice = ServerEvent::error(&e, event.as_deref()).frame(Protocol::Json);
@@ -206,7 +206,7 @@ pub async fn on_action(
             protocol,
         };
         let parsed: Result<ClientEvent> = serde_json::from_str::<Value>(&body_text(&event))
-            .map_err(|e| InputError::MalformedJson(e.to_string()).into())
+            .map_err(|e| InputError::MalformedJson(crate::error::json_problem(&e)).into())
             .and_then(|body| Ok(ClientEvent::parse(action.route_key(), Some(body))?));
         let result = match parsed {
             Ok(ev) => Box::pin(service::dispatch(app, &caller, ev)).await,

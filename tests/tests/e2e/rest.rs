@@ -273,7 +273,16 @@ async fn bad_input_gets_clear_errors() {
         ("DELETE", "/users/me", None, 404, "not_found"),
     ];
     for (method, path, body, status, code) in cases {
+        let sent = body.clone().unwrap_or_default();
         let r = api.send(method, path, None, body).await;
+        // The answer never echoes what was submitted (`{"otp":123456}` stays out of it).
+        let message = r.body["error"]["message"].as_str().unwrap_or("");
+        for secret in ["123456", "12ab56", "not a number", "12345"] {
+            assert!(
+                !(sent.contains(secret) && message.contains(secret)),
+                "{method} {path}: the error echoes `{secret}`: {message}"
+            );
+        }
         assert_eq!(
             (r.status, r.code()),
             (status, code),
