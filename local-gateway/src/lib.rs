@@ -7,6 +7,7 @@
 //! - the @connections management API (`management`) that functions post to;
 //! - the Lambda `Invoke` API (`lambda_api`) for asynchronous invocations;
 //! - the EventBridge schedule (`schedule`): a timer that invokes the scheduler;
+//! - Amazon SNS `Publish` to phone numbers (`sns`), with an outbox at `/local/sms/{mobile}`;
 //! - the web client's static files (`static_site`, from `web/public`), which in AWS are in
 //!   S3 behind CloudFront; API routes take precedence.
 //!
@@ -21,6 +22,7 @@
 //! the other); @connections posts and Lambda invokes can be given AWS-like latency
 //! (`GATEWAY_POST_LATENCY_MS`).
 
+use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -28,7 +30,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
-use axum::routing::{any, post};
+use axum::routing::{any, get, post};
 use shared::App;
 use shared::config::Config;
 use tokio::net::TcpListener;
@@ -40,6 +42,7 @@ mod lambda_api;
 mod management;
 pub mod routes;
 mod schedule;
+pub mod sns;
 mod static_site;
 mod websocket;
 
@@ -93,6 +96,10 @@ pub struct Options {
     pub post_latency: Duration,
     /// Where the web client's files are (served at `/`); `None` serves no files.
     pub web_root: Option<PathBuf>,
+    /// Numbers the SNS emulation refuses as undeliverable (`GATEWAY_SMS_UNDELIVERABLE`).
+    pub sms_undeliverable: HashSet<String>,
+    /// Every SNS publish fails (`GATEWAY_SMS_OUTAGE=1`).
+    pub sms_outage: bool,
 }
 
 impl Options {
@@ -111,6 +118,8 @@ impl Options {
             frames: FrameMode::Concurrent,
             post_latency: Duration::ZERO,
             web_root: None,
+            sms_undeliverable: HashSet::new(),
+            sms_outage: false,
         }
     }
 
@@ -127,6 +136,17 @@ impl Options {
             self.frames = FrameMode::parse(&f).ok_or_else(|| {
                 anyhow::anyhow!("GATEWAY_FRAMES must be `concurrent` or `sequential`")
             })?;
+        }
+        if let Some(list) = get("GATEWAY_SMS_UNDELIVERABLE") {
+            self.sms_undeliverable = list
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect();
+        }
+        if let Some(v) = get("GATEWAY_SMS_OUTAGE") {
+            self.sms_outage = v == "1" || v == "true";
         }
         if let Some(ms) = get("GATEWAY_POST_LATENCY_MS") {
             let ms: u64 = ms
@@ -154,6 +174,7 @@ pub(crate) struct Shared {
     pub(crate) addr: SocketAddr,
     pub(crate) stage: Arc<str>,
     pub(crate) web_root: Option<Arc<PathBuf>>,
+    pub(crate) sms: Arc<sns::SmsCenter>,
 }
 
 impl Shared {
@@ -183,6 +204,8 @@ pub struct Gateway {
     pub app: &'static App,
     /// Every instance.
     pub apps: Vec<&'static App>,
+    /// The SNS emulation: the text messages sent, and its failure switches.
+    pub sms: Arc<sns::SmsCenter>,
     pub stage: String,
     registry: Arc<websocket::Registry>,
     shutdown: Option<oneshot::Sender<()>>,
@@ -244,6 +267,7 @@ pub async fn start(options: Options) -> anyhow::Result<Gateway> {
     let addr = listener.local_addr()?;
     let mut config = options.config.clone();
     config.ws.endpoint = Some(format!("http://{addr}/{}", options.stage));
+    config.sns_endpoint = Some(format!("http://{addr}{}", sns::PATH.trim_end_matches('/')));
     let sdk = sdk_config(addr).await;
     let mut apps: Vec<&'static App> = Vec::new();
     for _ in 0..options.instances.max(1) {
@@ -269,7 +293,12 @@ pub async fn start(options: Options) -> anyhow::Result<Gateway> {
         addr,
         stage: Arc::from(options.stage.as_str()),
         web_root: options.web_root.clone().map(Arc::new),
+        sms: Arc::new(sns::SmsCenter::new(
+            options.sms_undeliverable.clone(),
+            options.sms_outage,
+        )),
     };
+    let shared_sms = shared.sms.clone();
     let (stop_schedule, schedule_stop_rx) = tokio::sync::watch::channel(false);
     schedule::spawn(shared.clone(), options.schedule_every, schedule_stop_rx);
     let mut router = Router::new();
@@ -294,6 +323,8 @@ pub async fn start(options: Options) -> anyhow::Result<Gateway> {
             "/2015-03-31/functions/{name}/invocations",
             post(lambda_api::invoke),
         )
+        .route(sns::PATH, post(sns::publish))
+        .route("/local/sms/{mobile}", get(sns::outbox))
         .fallback(http_api::serve)
         .layer(axum::middleware::from_fn_with_state(
             shared.clone(),
@@ -316,10 +347,12 @@ pub async fn start(options: Options) -> anyhow::Result<Gateway> {
     });
     tracing::info!(%addr, stage = %options.stage, "local gateway listening");
     tracing::info!(instances = apps.len(), frames = ?options.frames, "function instances");
+    let sms = shared_sms;
     Ok(Gateway {
         addr,
         app,
         apps,
+        sms,
         stage: options.stage,
         registry,
         shutdown: Some(tx),

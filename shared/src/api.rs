@@ -18,7 +18,9 @@ pub struct RequestOtpBody {
 #[derive(Debug, Serialize)]
 pub struct OtpIssued {
     pub mobile: String,
-    pub otp: String,
+    /// Only with `OTP_MODE=emulated`; with `sms` the code goes by text message alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub otp: Option<String>,
     pub expires_in: u64,
 }
 

@@ -11,6 +11,7 @@ use crate::config::{Config, ConfigError};
 use crate::experiments::Experiments;
 use crate::invoke::Invoker;
 use crate::push::Pusher;
+use crate::sms::Sms;
 use crate::store::Store;
 
 /// The HTTP client every AWS SDK client uses: rustls with ring.
@@ -114,6 +115,7 @@ pub struct App {
     pub store: Store,
     pub pusher: Pusher,
     pub invoker: Invoker,
+    pub sms: Sms,
     pub experiments: Experiments,
     pub known_users: KnownUsers,
     pub sessions: SessionCache,
@@ -150,6 +152,7 @@ impl App {
         Ok(App {
             pusher: Pusher::new(sdk, config.ws.endpoint.as_deref()),
             invoker: Invoker::new(sdk, &config.scheduler_function),
+            sms: Sms::new(sdk, config.sns_endpoint.as_deref()),
             experiments: Experiments::new(&config.experiments),
             known_users: KnownUsers::new(100_000),
             sessions: SessionCache::new(50_000),

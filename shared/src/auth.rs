@@ -1,7 +1,8 @@
 //! Login by mobile OTP, sessions and tokens.
 //!
 //! - `request_otp`: a fresh 6-digit OTP (CSPRNG), stored hashed, valid `OTP_TTL_SECS`; a new
-//!   request replaces the old one; at most 5 requests per mobile per 15 minutes.
+//!   request replaces the old one; at most 5 requests per mobile per 15 minutes. With
+//!   `OTP_MODE=sms` it goes by text message (SNS), with `emulated` back in the response.
 //! - `verify`: the first verify of a mobile creates the user, later ones find the same user
 //!   (stable identity, enforced by the unique index on `mobile`); 5 wrong tries kill the OTP;
 //!   an OTP works once. Returns a fresh session token.
@@ -16,10 +17,12 @@ use mongodb::options::ReturnDocument;
 
 use crate::api::{OtpIssued, SessionIssued};
 use crate::app::App;
+use crate::config::OtpMode;
 pub use crate::domain::Authenticated;
 use crate::domain::{DisplayName, Mobile, Otp, Token, UserId};
 use crate::error::{AuthError, Error, Result, StoreError};
 use crate::realtime::outbox;
+use crate::sms;
 use crate::store::{OtpDoc, SessionDoc, UserDoc, is_duplicate_key};
 use crate::time::{self, Timestamp};
 
@@ -89,10 +92,19 @@ pub async fn request_otp(app: &App, mobile: Mobile) -> Result<OtpIssued> {
             },
         };
         if written {
+            let expires_in = app.config.otp_ttl.as_secs();
+            let otp = match app.config.otp_mode {
+                OtpMode::Emulated => Some(otp.as_str().to_owned()),
+                OtpMode::Sms => {
+                    let text = sms::otp_text(otp.as_str(), expires_in);
+                    app.sms.send(&mobile, &text).await?;
+                    None
+                }
+            };
             return Ok(OtpIssued {
                 mobile: mobile.as_str().to_owned(),
-                otp: otp.as_str().to_owned(),
-                expires_in: app.config.otp_ttl.as_secs(),
+                otp,
+                expires_in,
             });
         }
     }

@@ -16,11 +16,14 @@ pub struct ConfigError {
     pub why: &'static str,
 }
 
-/// How OTPs reach the user. Only the seed's emulated mode exists: the OTP comes back in the
-/// response of `request_otp`.
+/// How OTPs reach the user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OtpMode {
+    /// The seed's mode, for local development: the OTP comes back in the response of
+    /// `request_otp`. Refused at cold start inside Lambda unless `ALLOW_EMULATED_OTP=true`.
     Emulated,
+    /// By text message through Amazon SNS `Publish`; the response carries no OTP.
+    Sms,
 }
 
 /// The seed's UX experiments (see `experiments.rs`).
@@ -92,6 +95,9 @@ pub struct Config {
     pub mongo_timeout: Duration,
     pub run_migrations: bool,
     pub otp_mode: OtpMode,
+    /// `SNS_ENDPOINT`: where SNS is reached (the local gateway's emulation); AWS's own when
+    /// unset.
+    pub sns_endpoint: Option<String>,
     pub otp_ttl: Duration,
     pub token_ttl: Duration,
     /// `SCHEDULER_FUNCTION`: name or ARN of the scheduler function that other functions invoke
@@ -115,14 +121,30 @@ impl Config {
         let r = Reader { get: &get };
         let otp_mode = match r.string("OTP_MODE", "emulated").as_str() {
             "emulated" => OtpMode::Emulated,
+            "sms" => OtpMode::Sms,
             other => {
                 return Err(ConfigError {
                     key: "OTP_MODE",
                     value: other.to_owned(),
-                    why: "only `emulated` is available",
+                    why: "must be `sms` or `emulated`",
                 });
             }
         };
+        // Inside Lambda (a deployed stage) the emulated mode would let anyone log in as any
+        // number: it takes an explicit opt-in.
+        let in_lambda = (r.get)("AWS_LAMBDA_FUNCTION_NAME").is_some();
+        let allow_emulated = r.string("ALLOW_EMULATED_OTP", "false") == "true";
+        if otp_mode == OtpMode::Emulated && in_lambda && !allow_emulated {
+            return Err(ConfigError {
+                key: "OTP_MODE",
+                value: "emulated".to_owned(),
+                why: "returns the OTP to the caller; a deployed stage needs ALLOW_EMULATED_OTP=true for it",
+            });
+        }
+        if otp_mode == OtpMode::Emulated && in_lambda {
+            tracing::warn!("OTP_MODE=emulated in a deployed stage: request_otp returns the code");
+        }
+        let sns_endpoint = (r.get)("SNS_ENDPOINT").filter(|s| !s.is_empty());
         let experiments_on = match r.string("CHAT_EXPERIMENTS", "on").as_str() {
             "off" => false,
             "on" => true,
@@ -177,6 +199,7 @@ impl Config {
             mongo_timeout: r.millis("MONGO_TIMEOUT_MS", 5_000)?,
             run_migrations: r.flag("RUN_MIGRATIONS", false)?,
             otp_mode,
+            sns_endpoint,
             otp_ttl: Duration::from_secs(r.u64("OTP_TTL_SECS", 300)?),
             token_ttl: Duration::from_secs(r.u64("TOKEN_TTL_SECS", 30 * 24 * 3600)?),
             scheduler_function: r.string("SCHEDULER_FUNCTION", "scheduler"),
@@ -283,6 +306,17 @@ mod tests {
     }
 
     #[test]
+    fn emulated_otp_needs_an_opt_in_inside_lambda() {
+        assert_eq!(cfg(&[]).expect("local").otp_mode, OtpMode::Emulated);
+        let deployed = [("AWS_LAMBDA_FUNCTION_NAME", "request-otp")];
+        assert_eq!(cfg(&deployed).map(|_| ()).unwrap_err().key, "OTP_MODE");
+        let c = cfg(&[deployed[0], ("ALLOW_EMULATED_OTP", "true")]).expect("opted in");
+        assert_eq!(c.otp_mode, OtpMode::Emulated);
+        let c = cfg(&[deployed[0], ("OTP_MODE", "sms")]).expect("sms");
+        assert_eq!((c.otp_mode, c.sns_endpoint), (OtpMode::Sms, None));
+    }
+
+    #[test]
     fn experiments_off_turns_all_off() {
         let c = cfg(&[("CHAT_EXPERIMENTS", "off"), ("PHANTOM_TYPING", "on")]).expect("valid");
         assert_eq!(c.experiments, ExperimentsConfig::off());
@@ -291,7 +325,7 @@ mod tests {
     #[test]
     fn bad_values_are_reported() {
         assert_eq!(
-            cfg(&[("OTP_MODE", "sms")]).map(|_| ()).unwrap_err().key,
+            cfg(&[("OTP_MODE", "pigeon")]).map(|_| ()).unwrap_err().key,
             "OTP_MODE"
         );
         assert_eq!(

@@ -96,6 +96,15 @@ pub enum StoreError {
     Migration(#[from] migrations::MigrationError),
 }
 
+/// Sending text messages (OTPs).
+#[derive(Debug, Error)]
+pub enum SmsError {
+    #[error("text messages cannot be delivered to this number")]
+    Undeliverable,
+    #[error("SMS provider failed: {0}")]
+    Unavailable(String),
+}
+
 /// Pushing to connections and invoking the scheduler.
 #[derive(Debug, Error)]
 pub enum PushError {
@@ -122,6 +131,8 @@ pub enum Error {
     Store(#[from] StoreError),
     #[error(transparent)]
     Push(#[from] PushError),
+    #[error(transparent)]
+    Sms(#[from] SmsError),
 }
 
 impl From<mongodb::error::Error> for Error {
@@ -188,6 +199,8 @@ impl Error {
             Error::Store(_) => (503, "unavailable"),
             Error::Push(PushError::PayloadTooLarge) => (413, "payload_too_large"),
             Error::Push(_) => (502, "push_failed"),
+            Error::Sms(SmsError::Undeliverable) => (400, "undeliverable_mobile"),
+            Error::Sms(SmsError::Unavailable(_)) => (503, "unavailable"),
         };
         let message = match self {
             // Internal failures get a fixed message: their details belong in the logs.
@@ -197,6 +210,9 @@ impl Error {
             Error::Store(_) => "the database is unavailable; try again".to_owned(),
             Error::Push(PushError::Management(_) | PushError::Invoke(_)) => {
                 "could not reach the WebSocket API; try again".to_owned()
+            }
+            Error::Sms(SmsError::Unavailable(_)) => {
+                "could not send the text message; try again".to_owned()
             }
             Error::Input(InputError::InvalidToken) => AuthError::Unauthorized.to_string(),
             other => other.to_string(),

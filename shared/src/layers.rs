@@ -17,6 +17,7 @@ pub(crate) const LAYERS: &[(&str, &[&str])] = &[
             "store",
             "push",
             "invoke",
+            "sms",
             "app",
             "telemetry",
             "experiments",

@@ -3,7 +3,7 @@
 //! Layout: `domain` (newtypes parsed at the edge), `error` (per-area errors and the one
 //! public mapping), `config`, `app` (cold-start state), `store` (MongoDB documents), the
 //! services `auth`, `users`, `chat`, `conversations`, `realtime`, the transports `http` (REST events),
-//! `socketio` (Engine.IO/Socket.IO framing), `push` (@connections) and `invoke` (async
+//! `socketio` (Engine.IO/Socket.IO framing), `push` (@connections), `sms` (SNS) and `invoke` (async
 //! Lambda invoke), `experiments`, `telemetry` and `lambda` (the runtime entry point).
 
 pub mod api;
@@ -23,6 +23,7 @@ mod layers;
 pub mod push;
 pub mod realtime;
 pub mod scheduler;
+pub mod sms;
 pub mod socketio;
 pub mod store;
 pub mod task;

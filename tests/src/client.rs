@@ -89,6 +89,17 @@ impl Api {
         .await
     }
 
+    /// The OTP a `request_otp` answer stands for: in the answer with `OTP_MODE=emulated`, else
+    /// in the newest text message to `mobile` (the local gateway's SNS outbox).
+    pub async fn code(&self, mobile: &str, issued: &Resp) -> String {
+        match issued.body["otp"].as_str() {
+            Some(otp) => otp.to_owned(),
+            None => test_client::rest::sms_code(&self.http, &self.base, mobile)
+                .await
+                .unwrap(),
+        }
+    }
+
     /// request_otp + verify (the shared client's login), asserting both succeed.
     pub async fn login(&self, mobile: &str) -> User {
         test_client::login(&self.http, &self.base, mobile)

@@ -132,6 +132,8 @@ impl Default for EnvOptions {
             ("RUN_MIGRATIONS", "1"),
             ("PING_INTERVAL_MS", "1000"),
             ("PING_TIMEOUT_MS", "1000"),
+            // The SMS path is the tested one: logins read the code from the SNS emulation.
+            ("OTP_MODE", "sms"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))

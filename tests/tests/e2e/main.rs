@@ -14,5 +14,6 @@ mod migrations_runner;
 mod realtime;
 mod rest;
 mod sessions;
+mod sms;
 mod template;
 mod web;

@@ -193,3 +193,27 @@ fn the_scheduler_runs_every_minute_and_is_the_only_async_target() {
         }
     }
 }
+
+#[test]
+fn only_request_otp_may_text_and_only_phone_numbers() {
+    let t = template();
+    let mut texting = Vec::new();
+    for (_, r) in resources(&t) {
+        let Some(policies) = r["Properties"]["Policies"].as_sequence() else {
+            continue;
+        };
+        for p in policies {
+            for st in p["Statement"].as_sequence().into_iter().flatten() {
+                if st["Action"] == "sns:Publish" {
+                    texting.push(r["Properties"]["CodeUri"].as_str().unwrap().to_owned());
+                    // Phone numbers have no ARN: allowed everywhere except on topics.
+                    assert!(st["Resource"].is_null(), "{st:?}");
+                    let not = serde_norway::to_string(&st["NotResource"]).unwrap();
+                    assert!(not.contains(":sns:*:*:*"), "{not}");
+                }
+            }
+        }
+    }
+    assert_eq!(texting, ["functions/http-request-otp"]);
+    assert_eq!(t["Parameters"]["OtpMode"]["Default"], "sms");
+}
