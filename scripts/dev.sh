@@ -20,6 +20,11 @@ if [ -z "${MONGO_URI:-}" ]; then
   echo "secantusd-rs on 127.0.0.1:${port} (data in .data/db)"
 fi
 
+# Load generators log in hundreds of users from this one address: the per-address login
+# limits (production: 20 OTP requests and 30 verifies per 15 minutes) are raised here.
+export OTP_REQUESTS_PER_IP="${OTP_REQUESTS_PER_IP:-100000}"
+export VERIFY_ATTEMPTS_PER_IP="${VERIFY_ATTEMPTS_PER_IP:-100000}"
+
 cargo build -q -p local-gateway -p chat-migrations
 target/debug/migrate up
 target/debug/local-gateway

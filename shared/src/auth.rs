@@ -1,7 +1,8 @@
 //! Login by mobile OTP, sessions and tokens.
 //!
 //! - `request_otp`: a fresh 6-digit OTP (CSPRNG), stored hashed, valid `OTP_TTL_SECS`; a new
-//!   request replaces the old one; at most 5 requests per mobile per 15 minutes. With
+//!   request replaces the old one; requests are limited per source IP, per IP and number
+//!   and per number (`LoginLimits`), verify attempts per source IP. With
 //!   `OTP_MODE=sms` it goes by text message (SNS), with `emulated` back in the response.
 //! - `verify`: the first verify of a mobile creates the user, later ones find the same user
 //!   (stable identity, enforced by the unique index on `mobile`); 5 wrong tries kill the OTP;
@@ -19,15 +20,15 @@ use crate::api::{OtpIssued, SessionIssued};
 use crate::app::App;
 use crate::config::OtpMode;
 pub use crate::domain::Authenticated;
-use crate::domain::{DisplayName, Mobile, Otp, Token, UserId};
+use crate::domain::{DisplayName, Mobile, Otp, SourceIp, Token, UserId};
 use crate::error::{AuthError, Error, Result, StoreError};
+use crate::limits;
 use crate::realtime::outbox;
 use crate::sms;
 use crate::store::{OtpDoc, SessionDoc, UserDoc, is_duplicate_key};
-use crate::time::{self, Timestamp};
+use crate::time;
 
-/// Requests allowed per mobile within [`RATE_WINDOW`].
-pub const MAX_REQUESTS: usize = 5;
+/// How long an OTP record is kept after its last request.
 pub const RATE_WINDOW: Duration = Duration::from_secs(15 * 60);
 /// Wrong tries after which an OTP is dead.
 pub const MAX_ATTEMPTS: i32 = 5;
@@ -36,35 +37,39 @@ fn delta(d: Duration) -> TimeDelta {
     TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
 }
 
+/// Refuses with `rate_limited` once `key` is over `limit`.
+async fn limit(app: &App, key: &str, limit: crate::config::Limit) -> Result<()> {
+    match limits::hit(app, key, limit).await? {
+        None => Ok(()),
+        Some(wait) => {
+            let retry_after =
+                Duration::from_secs(wait.as_secs() + u64::from(wait.subsec_nanos() > 0));
+            Err(AuthError::RateLimited { retry_after }.into())
+        }
+    }
+}
+
 /// Issues a new OTP for `mobile`, replacing any earlier one.
-pub async fn request_otp(app: &App, mobile: Mobile) -> Result<OtpIssued> {
+pub async fn request_otp(app: &App, from: &SourceIp, mobile: Mobile) -> Result<OtpIssued> {
+    let l = app.config.login_limits;
+    limit(app, &format!("otp-ip:{}", from.0), l.otp_per_ip).await?;
+    limit(
+        app,
+        &format!("otp-ip-number:{}:{}", from.0, mobile.as_str()),
+        l.otp_per_ip_and_number,
+    )
+    .await?;
+    limit(
+        app,
+        &format!("otp-number:{}", mobile.as_str()),
+        l.otp_per_number,
+    )
+    .await?;
     let otps = &app.store.otps;
-    // Compare-and-swap on `rev`: concurrent requests for one number cannot both slip under
-    // the limit.
+    // Compare-and-swap on `rev`: concurrent requests for one number cannot both replace it.
     for _ in 0..8 {
         let now = time::now();
         let existing = otps.find_one(doc! { "_id": mobile.as_str() }).await?;
-        let window_start = now - delta(RATE_WINDOW);
-        let mut recent: Vec<Timestamp> = existing
-            .as_ref()
-            .map(|d| {
-                d.requests
-                    .iter()
-                    .map(|t| time::from_bson(*t))
-                    .filter(|t| *t > window_start)
-                    .collect()
-            })
-            .unwrap_or_default();
-        recent.sort();
-        if recent.len() >= MAX_REQUESTS {
-            let free_at = recent[recent.len() - MAX_REQUESTS] + delta(RATE_WINDOW);
-            let wait = (free_at - now).to_std().unwrap_or(Duration::ZERO);
-            let retry_after =
-                Duration::from_secs(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
-                    .max(Duration::from_secs(1));
-            return Err(AuthError::RateLimited { retry_after }.into());
-        }
-        recent.push(now);
         let otp = Otp::generate();
         let expires_at = now + delta(app.config.otp_ttl);
         let rev = existing.as_ref().map_or(0, |d| d.rev) + 1;
@@ -74,7 +79,6 @@ pub async fn request_otp(app: &App, mobile: Mobile) -> Result<OtpIssued> {
             expires_at: time::to_bson(expires_at),
             attempts: 0,
             used: false,
-            requests: recent.iter().map(|t| time::to_bson(*t)).collect(),
             rev,
             purge_at: time::to_bson(now + delta(RATE_WINDOW).max(delta(app.config.otp_ttl))),
         };
@@ -112,7 +116,9 @@ pub async fn request_otp(app: &App, mobile: Mobile) -> Result<OtpIssued> {
 }
 
 /// Checks `otp`, creates the user on first login, and opens a session.
-pub async fn verify(app: &App, mobile: Mobile, otp: Otp) -> Result<SessionIssued> {
+pub async fn verify(app: &App, from: &SourceIp, mobile: Mobile, otp: Otp) -> Result<SessionIssued> {
+    let l = app.config.login_limits;
+    limit(app, &format!("verify-ip:{}", from.0), l.verify_per_ip).await?;
     let otps = &app.store.otps;
     let now = time::now();
     let Some(stored) = otps.find_one(doc! { "_id": mobile.as_str() }).await? else {

@@ -26,6 +26,39 @@ pub enum OtpMode {
     Sms,
 }
 
+/// At most `max` hits per `window` (fixed windows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    pub max: u64,
+    pub window: Duration,
+}
+
+impl Limit {
+    pub fn per(max: u64, window_secs: u64) -> Self {
+        Self {
+            max,
+            window: Duration::from_secs(window_secs),
+        }
+    }
+}
+
+/// Login abuse limits. OTP requests count per source IP first (one client cannot walk
+/// through many numbers), then per IP and number, then per number across all IPs, a much
+/// higher limit (a stranger cannot lock a victim out from one address, and nobody can flood
+/// one phone with texts). Verify attempts count per source IP (on top of 5 wrong tries
+/// killing an OTP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginLimits {
+    /// `OTP_REQUESTS_PER_IP` per 15 minutes (default 20).
+    pub otp_per_ip: Limit,
+    /// `OTP_REQUESTS_PER_IP_AND_NUMBER` per 15 minutes (default 5).
+    pub otp_per_ip_and_number: Limit,
+    /// `OTP_REQUESTS_PER_NUMBER` per hour, from any address (default 20).
+    pub otp_per_number: Limit,
+    /// `VERIFY_ATTEMPTS_PER_IP` per 15 minutes (default 30).
+    pub verify_per_ip: Limit,
+}
+
 /// The seed's UX experiments (see `experiments.rs`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExperimentsConfig {
@@ -99,6 +132,8 @@ pub struct Config {
     /// unset.
     pub sns_endpoint: Option<String>,
     pub otp_ttl: Duration,
+    /// Abuse limits on logging in (see `limits.rs`).
+    pub login_limits: LoginLimits,
     pub token_ttl: Duration,
     /// `SCHEDULER_FUNCTION`: name or ARN of the scheduler function that other functions invoke
     /// asynchronously.
@@ -201,6 +236,15 @@ impl Config {
             otp_mode,
             sns_endpoint,
             otp_ttl: Duration::from_secs(r.u64("OTP_TTL_SECS", 300)?),
+            login_limits: LoginLimits {
+                otp_per_ip: Limit::per(r.u64("OTP_REQUESTS_PER_IP", 20)?, 15 * 60),
+                otp_per_ip_and_number: Limit::per(
+                    r.u64("OTP_REQUESTS_PER_IP_AND_NUMBER", 5)?,
+                    15 * 60,
+                ),
+                otp_per_number: Limit::per(r.u64("OTP_REQUESTS_PER_NUMBER", 20)?, 3600),
+                verify_per_ip: Limit::per(r.u64("VERIFY_ATTEMPTS_PER_IP", 30)?, 15 * 60),
+            },
             token_ttl: Duration::from_secs(r.u64("TOKEN_TTL_SECS", 30 * 24 * 3600)?),
             scheduler_function: r.string("SCHEDULER_FUNCTION", "scheduler"),
             ws: WsConfig {
@@ -303,6 +347,11 @@ mod tests {
         assert_eq!(c.experiments.latency_min, Duration::from_millis(40));
         assert_eq!(c.experiments.latency_max, Duration::from_millis(250));
         assert!(!c.experiments.phantom_typing_enabled);
+        let l = c.login_limits;
+        assert_eq!(l.otp_per_ip, Limit::per(20, 15 * 60));
+        assert_eq!(l.otp_per_ip_and_number, Limit::per(5, 15 * 60));
+        assert_eq!(l.otp_per_number, Limit::per(20, 3600));
+        assert_eq!(l.verify_per_ip, Limit::per(30, 15 * 60));
     }
 
     #[test]

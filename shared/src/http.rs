@@ -12,7 +12,7 @@ use lambda_http::{Body, RequestExt};
 use serde::{Serialize, de::DeserializeOwned};
 use tracing::Instrument;
 
-use crate::domain::Token;
+use crate::domain::{SourceIp, Token};
 use crate::error::{AuthError, Error, InputError, json_problem};
 
 /// The request a REST function receives.
@@ -94,6 +94,16 @@ impl<'a> Input<'a> {
             .rsplit('/')
             .next()
             .filter(|s| !s.is_empty())
+    }
+
+    /// The caller's address, as API Gateway saw it (`requestContext.http.sourceIp`).
+    pub fn source_ip(&self) -> SourceIp {
+        SourceIp(match self.req.request_context_ref() {
+            Some(RequestContext::ApiGatewayV2(ctx)) => {
+                ctx.http.source_ip.clone().unwrap_or_default()
+            }
+            _ => String::new(),
+        })
     }
 
     pub fn query(&self, name: &str) -> Option<&'a str> {

@@ -20,6 +20,7 @@ pub mod invoke;
 pub mod lambda;
 #[cfg(test)]
 mod layers;
+pub mod limits;
 pub mod push;
 pub mod realtime;
 pub mod scheduler;

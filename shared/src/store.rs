@@ -24,8 +24,8 @@ pub struct UserDoc {
     pub created_at: DateTime,
 }
 
-/// `otps`: one per mobile, replaced by each request; `requests` keeps the times of recent
-/// requests for the rate limit; `rev` makes replacement a compare-and-swap.
+/// `otps`: one per mobile, replaced by each request; `rev` makes replacement a
+/// compare-and-swap (the request limits are in `rate_limits`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OtpDoc {
     #[serde(rename = "_id")]
@@ -34,7 +34,6 @@ pub struct OtpDoc {
     pub expires_at: DateTime,
     pub attempts: i32,
     pub used: bool,
-    pub requests: Vec<DateTime>,
     pub rev: i64,
     /// TTL field: when the document (and its rate-limit window) may be forgotten.
     pub purge_at: DateTime,
@@ -195,6 +194,17 @@ pub struct Store {
     pub connections: Collection<ConnectionDoc>,
     pub locks: Collection<LockDoc>,
     pub conversations: Collection<ConversationDoc>,
+    pub rate_limits: Collection<RateLimitDoc>,
+}
+
+/// `rate_limits`: hits on one key within one fixed window (`<key>@<window start ms>`); a
+/// TTL index forgets it when the window is over.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RateLimitDoc {
+    #[serde(rename = "_id")]
+    pub key: String,
+    pub hits: i64,
+    pub expires_at: DateTime,
 }
 
 impl Store {
@@ -207,6 +217,7 @@ impl Store {
             connections: db.collection("connections"),
             locks: db.collection("locks"),
             conversations: db.collection("conversations"),
+            rate_limits: db.collection("rate_limits"),
             db,
         }
     }

@@ -36,6 +36,18 @@ impl Api {
         }
     }
 
+    /// A client whose requests come from another local address (`127.0.0.2`, ...): another
+    /// source IP as far as the gateway can tell.
+    pub fn from_address(base: String, ip: std::net::IpAddr) -> Self {
+        Self {
+            base,
+            http: reqwest::Client::builder()
+                .local_address(ip)
+                .build()
+                .unwrap(),
+        }
+    }
+
     pub async fn send(
         &self,
         method: &str,

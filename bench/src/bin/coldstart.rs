@@ -214,6 +214,9 @@ async fn one_run(bin: &PathBuf, name: &str, event: Value, mongo: &str) -> anyhow
         .env("MONGO_URI", mongo)
         .env("MONGO_DB", "bench_coldstart")
         .env("CHAT_EXPERIMENTS", "off")
+        // The OTP function's own work, not a text message through SNS.
+        .env("OTP_MODE", "emulated")
+        .env("ALLOW_EMULATED_OTP", "true")
         .env("RUST_LOG", "error")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())

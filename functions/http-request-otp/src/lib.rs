@@ -9,7 +9,7 @@ pub async fn handler(app: &'static App, request: http::Request) -> Result<http::
     Ok(http::handle(request, async |req| {
         let body: RequestOtpBody = req.json()?;
         let mobile = Mobile::parse(&body.mobile)?;
-        Reply::ok(&auth::request_otp(app, mobile).await?)
+        Reply::ok(&auth::request_otp(app, &req.source_ip(), mobile).await?)
     })
     .await)
 }

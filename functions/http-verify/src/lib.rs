@@ -10,7 +10,7 @@ pub async fn handler(app: &'static App, request: http::Request) -> Result<http::
         let body: VerifyBody = req.json()?;
         let mobile = Mobile::parse(&body.mobile)?;
         let otp = Otp::parse(&body.otp)?;
-        Reply::ok(&auth::verify(app, mobile, otp).await?)
+        Reply::ok(&auth::verify(app, &req.source_ip(), mobile, otp).await?)
     })
     .await)
 }

@@ -33,6 +33,7 @@ mod v001_initial_indexes;
 mod v002_realtime_indexes;
 mod v003_conversations;
 mod v004_delivery_leases;
+mod v005_rate_limits;
 
 pub(crate) static ALL: &[Migration] = &[
     Migration {
@@ -54,5 +55,10 @@ pub(crate) static ALL: &[Migration] = &[
         version: 4,
         name: "delivery_leases",
         up: v004_delivery_leases::up,
+    },
+    Migration {
+        version: 5,
+        name: "rate_limits",
+        up: v005_rate_limits::up,
     },
 ];

@@ -10,6 +10,7 @@ mod delivery;
 mod experiments;
 mod handlers;
 mod load;
+mod login_limits;
 mod migrations_runner;
 mod realtime;
 mod rest;

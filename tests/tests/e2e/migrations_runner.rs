@@ -33,7 +33,13 @@ async fn applies_pending_and_records_them() {
         held,
         "nothing pending: the lease was not taken again"
     );
-    for (coll, name) in [("locks", "until_ttl"), ("connections", "live_users")] {
+    for (coll, name) in [
+        ("locks", "until_ttl"),
+        ("connections", "live_users"),
+        ("rate_limits", "expires_ttl"),
+        ("connections", "by_session"),
+        ("connections", "by_session_expiry"),
+    ] {
         let names = db
             .collection::<bson::Document>(coll)
             .list_index_names()

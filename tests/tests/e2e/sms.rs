@@ -69,3 +69,15 @@ async fn emulated_mode_answers_with_the_code() {
     assert!(env.gateway.sms.messages(&m).is_empty());
     assert_eq!(env.api.verify(&m, &otp).await.status, 200);
 }
+
+#[tokio::test]
+async fn the_seed_readme_number_logs_in() {
+    // `+15551234567`, the seed README's own example: a possible number (country code 1, ten
+    // digits), accepted; whether it can be texted is the provider's to say.
+    let env = TestEnv::start().await;
+    let user = env.api.login("+15551234567").await;
+    assert_eq!(user.mobile, "+15551234567");
+    let spaced = env.api.request_otp("+1 (555) 123-4567").await;
+    assert_eq!(spaced.status, 200, "{:?}", spaced.body);
+    assert_eq!(spaced.body["mobile"], "+15551234567");
+}
