@@ -29,7 +29,7 @@ start_db 64MB
 start_gateway() {
   MONGO_DB="bench_$1" RUN_MIGRATIONS=1 CHAT_EXPERIMENTS=off PORT="$gw_port" RUST_LOG=warn \
     PING_INTERVAL_MS=25000 PING_TIMEOUT_MS=20000 SCHEDULE_EVERY_MS=5000 \
-    OTP_REQUESTS_PER_IP=1000000 VERIFY_ATTEMPTS_PER_IP=1000000 \
+    OTP_REQUESTS_PER_IP=1000000 VERIFY_ATTEMPTS_PER_IP=1000000 EVENTS_PER_USER=1000000 \
     target/release/local-gateway > "$work/gw-$1.log" 2>&1 &
   gw_pid=$!
   for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:${gw_port}/" && break; sleep 0.1; done

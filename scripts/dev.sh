@@ -24,6 +24,8 @@ fi
 # limits (production: 20 OTP requests and 30 verifies per 15 minutes) are raised here.
 export OTP_REQUESTS_PER_IP="${OTP_REQUESTS_PER_IP:-100000}"
 export VERIFY_ATTEMPTS_PER_IP="${VERIFY_ATTEMPTS_PER_IP:-100000}"
+# ... and their users send flat out (production: 30 sends/typing per user per 10 s).
+export EVENTS_PER_USER="${EVENTS_PER_USER:-1000000}"
 
 cargo build -q -p local-gateway -p chat-migrations
 target/debug/migrate up

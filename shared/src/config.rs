@@ -134,6 +134,11 @@ pub struct Config {
     pub otp_ttl: Duration,
     /// Abuse limits on logging in (see `limits.rs`).
     pub login_limits: LoginLimits,
+    /// `send_message` + `typing` events per user (all connections) per window:
+    /// `EVENTS_PER_USER` (default 30) per `EVENTS_WINDOW_SECS` (default 10).
+    pub events_per_user: Limit,
+    /// Live connections a user may have at once (`MAX_CONNECTIONS_PER_USER`, default 10).
+    pub max_connections_per_user: u64,
     pub token_ttl: Duration,
     /// `SCHEDULER_FUNCTION`: name or ARN of the scheduler function that other functions invoke
     /// asynchronously.
@@ -236,6 +241,11 @@ impl Config {
             otp_mode,
             sns_endpoint,
             otp_ttl: Duration::from_secs(r.u64("OTP_TTL_SECS", 300)?),
+            events_per_user: Limit::per(
+                r.u64("EVENTS_PER_USER", 30)?,
+                r.u64("EVENTS_WINDOW_SECS", 10)?.max(1),
+            ),
+            max_connections_per_user: r.u64("MAX_CONNECTIONS_PER_USER", 10)?,
             login_limits: LoginLimits {
                 otp_per_ip: Limit::per(r.u64("OTP_REQUESTS_PER_IP", 20)?, 15 * 60),
                 otp_per_ip_and_number: Limit::per(

@@ -79,6 +79,8 @@ pub enum ChatError {
     InvalidListCursor,
     #[error("too many phone number lookups; try again later")]
     LookupRateLimited { retry_after: Duration },
+    #[error("too many messages and typing events; slow down")]
+    EventRateLimited { retry_after: Duration },
 }
 
 /// The database.
@@ -193,7 +195,9 @@ impl Error {
                 ChatError::UnknownEvent(_) => (400, "unknown_event"),
                 ChatError::ClientIdConflict => (409, "client_id_conflict"),
                 ChatError::InvalidListCursor => (400, "invalid_cursor"),
-                ChatError::LookupRateLimited { .. } => (429, "rate_limited"),
+                ChatError::LookupRateLimited { .. } | ChatError::EventRateLimited { .. } => {
+                    (429, "rate_limited")
+                }
             },
             Error::Store(StoreError::LockTimeout(_) | StoreError::LockLost(_)) => (503, "busy"),
             Error::Store(_) => (503, "unavailable"),
@@ -219,7 +223,10 @@ impl Error {
         };
         let retry_after = match self {
             Error::Auth(AuthError::RateLimited { retry_after })
-            | Error::Chat(ChatError::LookupRateLimited { retry_after }) => Some(*retry_after),
+            | Error::Chat(
+                ChatError::LookupRateLimited { retry_after }
+                | ChatError::EventRateLimited { retry_after },
+            ) => Some(*retry_after),
             _ => None,
         };
         PublicError {

@@ -138,6 +138,8 @@ impl Default for EnvOptions {
             // own (the per-number ones keep their production values).
             ("OTP_REQUESTS_PER_IP", "1000000"),
             ("VERIFY_ATTEMPTS_PER_IP", "1000000"),
+            // Storms of sends are what many tests are about; the send rate has its own test.
+            ("EVENTS_PER_USER", "1000000"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))

@@ -200,6 +200,15 @@ pub async fn touch(app: &App, id: &ConnectionId) -> Result<()> {
     Ok(())
 }
 
+/// How many live connections `user` has.
+pub async fn live_count(app: &App, user: UserId) -> Result<u64> {
+    Ok(app
+        .store
+        .connections
+        .count_documents(doc! { "user_id": user.object_id(), "live": true })
+        .await?)
+}
+
 /// Every live, authenticated connection of these users.
 pub async fn of_users(app: &App, users: &[UserId]) -> Result<Vec<ConnectionDoc>> {
     let ids: Vec<bson::oid::ObjectId> = users.iter().map(UserId::object_id).collect();

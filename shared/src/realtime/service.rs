@@ -15,6 +15,7 @@ use crate::app::App;
 use crate::chat::{self, NewMessage};
 use crate::domain::{ClientMsgId, ConnectionId, MessageId, MessageText, UserId};
 use crate::error::{ChatError, InputError, Result};
+use crate::limits;
 use crate::realtime::connections;
 use crate::realtime::events::ServerEvent;
 use crate::realtime::fanout::{self, Due, Inbox};
@@ -342,6 +343,13 @@ pub struct Outcome {
 
 /// Runs one client event for `caller`.
 pub async fn dispatch(app: &App, caller: &Caller, event: ClientEvent) -> Result<Outcome> {
+    if matches!(event, ClientEvent::SendMessage(_) | ClientEvent::Typing(_)) {
+        // Per-user send rate, counted for all of the user's connections on every instance.
+        let key = format!("events:{}", caller.user);
+        if let Some(retry_after) = limits::hit(app, &key, app.config.events_per_user).await? {
+            return Err(ChatError::EventRateLimited { retry_after }.into());
+        }
+    }
     match event {
         ClientEvent::SendMessage(args) => {
             let sent = send_message(app, caller, args).await?;

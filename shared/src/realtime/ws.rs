@@ -66,6 +66,9 @@ pub async fn on_connect(
             },
             _ => return Ok(response(401, Some("Unauthorized"))),
         };
+        if at_connection_cap(app, session.user).await? {
+            return Ok(response(429, Some("Too many connections")));
+        }
         connections::register(app, &id, Protocol::Json, Some(&session), None).await?;
         app.invoker
             .invoke_async(&Task::Welcome {
@@ -76,6 +79,13 @@ pub async fn on_connect(
     }
     .instrument(span)
     .await
+}
+
+/// Whether `user` already has as many live connections as one user may
+/// (`MAX_CONNECTIONS_PER_USER`). Connections that race past the count together may exceed it
+/// by the few that were checking at the same moment.
+async fn at_connection_cap(app: &App, user: UserId) -> Result<bool> {
+    Ok(connections::live_count(app, user).await? >= app.config.max_connections_per_user)
 }
 
 /// `$disconnect`: forgets the connection.
@@ -304,6 +314,9 @@ impl<'a> SocketApp<AppEnv<'a>> for ChatSocket {
         match token {
             Some(Ok(token)) => match auth::authenticate_session(env.app, &token).await {
                 Ok(session) => {
+                    if at_connection_cap(env.app, session.user).await? {
+                        return Ok(Authorized::Refused("too_many_connections".into()));
+                    }
                     connections::bind_session(env.app, id, &session).await?;
                     Ok(Authorized::Principal(session.user.to_string()))
                 }

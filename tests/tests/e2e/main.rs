@@ -9,8 +9,9 @@ mod conversations;
 mod delivery;
 mod experiments;
 mod handlers;
+mod limits;
 mod load;
-mod login_limits;
+
 mod migrations_runner;
 mod realtime;
 mod rest;
