@@ -3,7 +3,8 @@
 //! does (so what passes here passes in AWS) and turn its response back into
 //! HTTP.
 //!
-//! Like API Gateway: an unmatched route is 404, a function error or panic is 500
+//! Like API Gateway: CORS as the template's `CorsConfiguration` says (`cors`), an unmatched
+//! route is 404, a function error or panic is 500
 //! `{"message":"Internal Server Error"}`, and bodies over 10 MB are refused with 413.
 
 use std::net::SocketAddr;
@@ -18,6 +19,7 @@ use base64::Engine as _;
 use serde_json::{Map, Value, json};
 
 use crate::Shared;
+use crate::cors;
 use crate::ids;
 
 /// API Gateway's HTTP API payload limit.
@@ -28,6 +30,21 @@ pub(crate) async fn serve(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Response {
+    let allowed = &shared.apps[0].config.allowed_origins;
+    if cors::is_preflight(request.method(), request.headers()) {
+        return cors::preflight(allowed, request.headers());
+    }
+    let origin = request
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let mut resp = route(shared.clone(), peer, request).await;
+    cors::decorate(allowed, origin.as_deref(), &mut resp);
+    resp
+}
+
+async fn route(shared: Shared, peer: SocketAddr, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let method = parts.method.as_str().to_owned();
     let path = parts.uri.path().to_owned();

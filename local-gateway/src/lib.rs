@@ -36,6 +36,7 @@ use shared::config::Config;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
+pub mod cors;
 mod http_api;
 pub mod ids;
 mod lambda_api;

@@ -26,6 +26,42 @@ pub enum OtpMode {
     Sms,
 }
 
+/// Browser origins allowed to call the APIs: the HTTP API's CORS and the WebSocket
+/// `$connect` `Origin` check share it (`CORS_ALLOWED_ORIGINS`, comma-separated; `*` or unset:
+/// any).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllowedOrigins {
+    Any,
+    List(Vec<String>),
+}
+
+impl AllowedOrigins {
+    pub fn parse(raw: Option<&str>) -> Self {
+        let list: Vec<String> = raw
+            .unwrap_or("")
+            .split(',')
+            .map(|o| o.trim().trim_end_matches('/').to_owned())
+            .filter(|o| !o.is_empty())
+            .collect();
+        if list.is_empty() || list.iter().any(|o| o == "*") {
+            AllowedOrigins::Any
+        } else {
+            AllowedOrigins::List(list)
+        }
+    }
+
+    /// Whether a request with this `Origin` header may proceed.
+    pub fn allows(&self, origin: &str) -> bool {
+        match self {
+            AllowedOrigins::Any => true,
+            AllowedOrigins::List(list) => {
+                let origin = origin.trim_end_matches('/');
+                list.iter().any(|o| o.eq_ignore_ascii_case(origin))
+            }
+        }
+    }
+}
+
 /// At most `max` hits per `window` (fixed windows).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limit {
@@ -139,6 +175,8 @@ pub struct Config {
     pub events_per_user: Limit,
     /// Live connections a user may have at once (`MAX_CONNECTIONS_PER_USER`, default 10).
     pub max_connections_per_user: u64,
+    /// `CORS_ALLOWED_ORIGINS`.
+    pub allowed_origins: AllowedOrigins,
     pub token_ttl: Duration,
     /// `SCHEDULER_FUNCTION`: name or ARN of the scheduler function that other functions invoke
     /// asynchronously.
@@ -246,6 +284,7 @@ impl Config {
                 r.u64("EVENTS_WINDOW_SECS", 10)?.max(1),
             ),
             max_connections_per_user: r.u64("MAX_CONNECTIONS_PER_USER", 10)?,
+            allowed_origins: AllowedOrigins::parse(r.opt_string("CORS_ALLOWED_ORIGINS").as_deref()),
             login_limits: LoginLimits {
                 otp_per_ip: Limit::per(r.u64("OTP_REQUESTS_PER_IP", 20)?, 15 * 60),
                 otp_per_ip_and_number: Limit::per(
@@ -373,6 +412,17 @@ mod tests {
         assert_eq!(c.otp_mode, OtpMode::Emulated);
         let c = cfg(&[deployed[0], ("OTP_MODE", "sms")]).expect("sms");
         assert_eq!((c.otp_mode, c.sns_endpoint), (OtpMode::Sms, None));
+    }
+
+    #[test]
+    fn allowed_origins() {
+        assert_eq!(AllowedOrigins::parse(None), AllowedOrigins::Any);
+        assert_eq!(AllowedOrigins::parse(Some("a, *")), AllowedOrigins::Any);
+        let o = AllowedOrigins::parse(Some("https://app.example.com, http://localhost:5173/"));
+        assert!(o.allows("https://app.example.com"));
+        assert!(o.allows("http://localhost:5173"));
+        assert!(!o.allows("https://evil.example.com"));
+        assert!(!o.allows("null"));
     }
 
     #[test]

@@ -54,6 +54,13 @@ pub async fn on_connect(
     let span = span(&event);
     async {
         let id = connection_id(&event)?;
+        // Browsers send `Origin`: it must be one the APIs allow (as the HTTP API's CORS);
+        // clients without one (mobile apps, servers) are not browsers and pass.
+        let origin = event.headers.get("origin").and_then(|v| v.to_str().ok());
+        if origin.is_some_and(|o| !app.config.allowed_origins.allows(o)) {
+            tracing::info!("handshake from an origin that is not allowed");
+            return Ok(response(403, Some("Forbidden")));
+        }
         let query = &event.query_string_parameters;
         if query.first("EIO").is_some() {
             return socket_io_handshake(&AppEnv::new(app), &id, &event).await;

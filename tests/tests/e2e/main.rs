@@ -6,6 +6,7 @@
 mod clients;
 mod conformance;
 mod conversations;
+mod cors;
 mod delivery;
 mod experiments;
 mod handlers;

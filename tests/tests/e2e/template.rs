@@ -217,3 +217,37 @@ fn only_request_otp_may_text_and_only_phone_numbers() {
     assert_eq!(texting, ["functions/http-request-otp"]);
     assert_eq!(t["Parameters"]["OtpMode"]["Default"], "sms");
 }
+
+#[test]
+fn cors_is_one_setting_for_the_http_api_the_gateway_and_connect() {
+    let t = template();
+    let cors = &t["Resources"]["HttpApi"]["Properties"]["CorsConfiguration"];
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_sequence()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_ascii_uppercase())
+            .collect()
+    };
+    let upper =
+        |list: &[&str]| -> Vec<String> { list.iter().map(|s| s.to_ascii_uppercase()).collect() };
+    assert_eq!(
+        strings(&cors["AllowMethods"]),
+        upper(local_gateway::cors::ALLOW_METHODS)
+    );
+    assert_eq!(
+        strings(&cors["AllowHeaders"]),
+        upper(local_gateway::cors::ALLOW_HEADERS)
+    );
+    assert_eq!(
+        cors["MaxAge"].as_u64(),
+        Some(local_gateway::cors::MAX_AGE_SECS)
+    );
+    // The functions get the same origins as the HTTP API.
+    let env = &t["Globals"]["Function"]["Environment"]["Variables"]["CORS_ALLOWED_ORIGINS"];
+    // AllowOrigins is `!Split [",", <the list joined>]`; the variable is that joined list.
+    let Value::Tagged(split) = &cors["AllowOrigins"] else {
+        panic!("AllowOrigins is not a !Split")
+    };
+    assert_eq!(&split.value[1], env);
+}
