@@ -7,7 +7,8 @@
 //! - `verify`: the first verify of a mobile creates the user, later ones find the same user
 //!   (stable identity, enforced by the unique index on `mobile`); 5 wrong tries kill the OTP;
 //!   an OTP works once. Returns a fresh session token.
-//! - `authenticate` / `logout`: tokens are stored only as SHA-256 hashes in `sessions`;
+//! - `authenticate` / `logout`: tokens are stored only as HMAC-SHA256 hashes (keyed with
+//!   `HASH_SECRET`) in `sessions`;
 //!   logging out closes every WebSocket connection the session authenticated.
 
 use std::time::Duration;
@@ -75,7 +76,7 @@ pub async fn request_otp(app: &App, from: &SourceIp, mobile: Mobile) -> Result<O
         let rev = existing.as_ref().map_or(0, |d| d.rev) + 1;
         let new_doc = OtpDoc {
             mobile: mobile.as_str().to_owned(),
-            otp_hash: otp.hash(&mobile),
+            otp_hash: otp.hash(&mobile, &app.config.hash_key),
             expires_at: time::to_bson(expires_at),
             attempts: 0,
             used: false,
@@ -133,7 +134,8 @@ pub async fn verify(app: &App, from: &SourceIp, mobile: Mobile, otp: Otp) -> Res
     if time::from_bson(stored.expires_at) <= now {
         return Err(AuthError::OtpExpired.into());
     }
-    if !constant_time_eq(otp.hash(&mobile).as_bytes(), stored.otp_hash.as_bytes()) {
+    let hashed = otp.hash(&mobile, &app.config.hash_key);
+    if !constant_time_eq(hashed.as_bytes(), stored.otp_hash.as_bytes()) {
         otps.update_one(
             doc! { "_id": mobile.as_str(), "rev": stored.rev, "used": false },
             doc! { "$inc": { "attempts": 1 } },
@@ -157,7 +159,7 @@ pub async fn verify(app: &App, from: &SourceIp, mobile: Mobile, otp: Otp) -> Res
     app.store
         .sessions
         .insert_one(SessionDoc {
-            token_hash: token.hash(),
+            token_hash: token.hash(&app.config.hash_key),
             user_id: user.id,
             created_at: time::to_bson(now),
             expires_at: time::to_bson(expires_at),
@@ -207,12 +209,28 @@ pub async fn authenticate(app: &App, token: &Token) -> Result<UserId> {
 
 /// The live session a token opens: its user, its id and its expiry.
 pub async fn authenticate_session(app: &App, token: &Token) -> Result<Authenticated> {
-    let session = app
-        .store
-        .sessions
-        .find_one(doc! { "_id": token.hash() })
-        .await?
-        .ok_or(AuthError::Unauthorized)?;
+    let sessions = &app.store.sessions;
+    let keyed = token.hash(&app.config.hash_key);
+    let session = match sessions.find_one(doc! { "_id": &keyed }).await? {
+        Some(s) => s,
+        // A session from before the hashes were keyed: move it under its keyed hash.
+        None => {
+            let legacy = sessions
+                .find_one_and_delete(doc! { "_id": token.legacy_hash() })
+                .await?
+                .ok_or(AuthError::Unauthorized)?;
+            let moved = SessionDoc {
+                token_hash: keyed,
+                ..legacy
+            };
+            match sessions.insert_one(&moved).await {
+                Ok(_) => {}
+                Err(e) if is_duplicate_key(&e) => {}
+                Err(e) => return Err(e.into()),
+            }
+            moved
+        }
+    };
     let expires_at = time::from_bson(session.expires_at);
     if expires_at <= time::now() {
         return Err(AuthError::Unauthorized.into());
@@ -230,7 +248,9 @@ pub async fn logout(app: &App, token: &Token) -> Result<()> {
     let removed = app
         .store
         .sessions
-        .find_one_and_delete(doc! { "_id": token.hash() })
+        .find_one_and_delete(
+            doc! { "_id": { "$in": [token.hash(&app.config.hash_key), token.legacy_hash()] } },
+        )
         .await?;
     match removed {
         Some(s) => {

@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+use crate::domain::HashKey;
+
 use thiserror::Error;
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -25,6 +27,9 @@ pub enum OtpMode {
     /// By text message through Amazon SNS `Publish`; the response carries no OTP.
     Sms,
 }
+
+/// The hash key when `HASH_SECRET` is not set outside Lambda (local development only).
+const LOCAL_HASH_SECRET: &str = "local-development-only-hash-secret-not-for-deployment";
 
 /// Browser origins allowed to call the APIs: the HTTP API's CORS and the WebSocket
 /// `$connect` `Origin` check share it (`CORS_ALLOWED_ORIGINS`, comma-separated; `*` or unset:
@@ -177,6 +182,9 @@ pub struct Config {
     pub max_connections_per_user: u64,
     /// `CORS_ALLOWED_ORIGINS`.
     pub allowed_origins: AllowedOrigins,
+    /// `HASH_SECRET` (at least 32 characters): the key of the OTP and token hashes at rest.
+    /// Required inside Lambda; locally a fixed development key stands in.
+    pub hash_key: HashKey,
     pub token_ttl: Duration,
     /// `SCHEDULER_FUNCTION`: name or ARN of the scheduler function that other functions invoke
     /// asynchronously.
@@ -223,6 +231,25 @@ impl Config {
             tracing::warn!("OTP_MODE=emulated in a deployed stage: request_otp returns the code");
         }
         let sns_endpoint = (r.get)("SNS_ENDPOINT").filter(|s| !s.is_empty());
+        let hash_key = match r.opt_string("HASH_SECRET") {
+            Some(secret) => HashKey::new(secret.as_bytes()).ok_or_else(|| ConfigError {
+                key: "HASH_SECRET",
+                value: "(hidden)".to_owned(),
+                why: "must be at least 32 characters",
+            })?,
+            None if in_lambda => {
+                return Err(ConfigError {
+                    key: "HASH_SECRET",
+                    value: String::new(),
+                    why: "a deployed stage needs its own secret for the hashes at rest",
+                });
+            }
+            None => HashKey::new(LOCAL_HASH_SECRET.as_bytes()).ok_or_else(|| ConfigError {
+                key: "HASH_SECRET",
+                value: String::new(),
+                why: "the local development key is too short",
+            })?,
+        };
         let experiments_on = match r.string("CHAT_EXPERIMENTS", "on").as_str() {
             "off" => false,
             "on" => true,
@@ -284,6 +311,7 @@ impl Config {
                 r.u64("EVENTS_WINDOW_SECS", 10)?.max(1),
             ),
             max_connections_per_user: r.u64("MAX_CONNECTIONS_PER_USER", 10)?,
+            hash_key,
             allowed_origins: AllowedOrigins::parse(r.opt_string("CORS_ALLOWED_ORIGINS").as_deref()),
             login_limits: LoginLimits {
                 otp_per_ip: Limit::per(r.u64("OTP_REQUESTS_PER_IP", 20)?, 15 * 60),
@@ -406,12 +434,30 @@ mod tests {
     #[test]
     fn emulated_otp_needs_an_opt_in_inside_lambda() {
         assert_eq!(cfg(&[]).expect("local").otp_mode, OtpMode::Emulated);
-        let deployed = [("AWS_LAMBDA_FUNCTION_NAME", "request-otp")];
+        let secret = ("HASH_SECRET", "0123456789abcdef0123456789abcdef");
+        let deployed = [("AWS_LAMBDA_FUNCTION_NAME", "request-otp"), secret];
         assert_eq!(cfg(&deployed).map(|_| ()).unwrap_err().key, "OTP_MODE");
-        let c = cfg(&[deployed[0], ("ALLOW_EMULATED_OTP", "true")]).expect("opted in");
+        let c = cfg(&[deployed[0], secret, ("ALLOW_EMULATED_OTP", "true")]).expect("opted in");
         assert_eq!(c.otp_mode, OtpMode::Emulated);
-        let c = cfg(&[deployed[0], ("OTP_MODE", "sms")]).expect("sms");
+        let c = cfg(&[deployed[0], secret, ("OTP_MODE", "sms")]).expect("sms");
         assert_eq!((c.otp_mode, c.sns_endpoint), (OtpMode::Sms, None));
+    }
+
+    #[test]
+    fn the_hash_secret_is_required_inside_lambda_and_long() {
+        let lambda = ("AWS_LAMBDA_FUNCTION_NAME", "f");
+        let sms = ("OTP_MODE", "sms");
+        assert_eq!(
+            cfg(&[lambda, sms]).map(|_| ()).unwrap_err().key,
+            "HASH_SECRET"
+        );
+        let short = ("HASH_SECRET", "short");
+        assert_eq!(cfg(&[short]).map(|_| ()).unwrap_err().key, "HASH_SECRET");
+        let long = ("HASH_SECRET", "0123456789abcdef0123456789abcdef");
+        assert!(cfg(&[lambda, sms, long]).is_ok());
+        // The error never shows the secret.
+        let e = cfg(&[("HASH_SECRET", "tooshortsecret")]).unwrap_err();
+        assert!(!e.to_string().contains("tooshortsecret"));
     }
 
     #[test]

@@ -271,10 +271,11 @@ impl Otp {
         &self.0
     }
 
-    /// What is stored: a SHA-256 bound to the mobile, so equal codes for different numbers
-    /// never share a hash.
-    pub fn hash(&self, mobile: &Mobile) -> String {
-        sha256_hex(&[b"otp:", mobile.as_str().as_bytes(), b":", self.0.as_bytes()])
+    /// What is stored: an HMAC-SHA256 under the server's key, bound to the mobile, so a
+    /// database dump alone does not reveal a live code (a million candidates are nothing to
+    /// try against a plain hash) and equal codes for different numbers never share a hash.
+    pub fn hash(&self, mobile: &Mobile, key: &HashKey) -> String {
+        key.mac(&[b"otp:", mobile.as_str().as_bytes(), b":", self.0.as_bytes()])
     }
 }
 
@@ -314,9 +315,18 @@ impl Token {
         &self.0
     }
 
-    /// What `sessions` stores as `_id`.
-    pub fn hash(&self) -> String {
-        sha256_hex(&[b"token:", self.0.as_bytes()])
+    /// What `sessions` stores as `_id`: an HMAC-SHA256 under the server's key.
+    pub fn hash(&self, key: &HashKey) -> String {
+        key.mac(&[b"token:", self.0.as_bytes()])
+    }
+
+    /// The unkeyed SHA-256 sessions were stored under before the key existed; a session
+    /// found under it is moved to [`Token::hash`] on first use.
+    pub fn legacy_hash(&self) -> String {
+        let mut hasher = Sha256::new();
+        hasher.update(b"token:");
+        hasher.update(self.0.as_bytes());
+        hex::encode(hasher.finalize())
     }
 }
 
@@ -326,12 +336,47 @@ impl fmt::Debug for Token {
     }
 }
 
-fn sha256_hex(parts: &[&[u8]]) -> String {
-    let mut hasher = Sha256::new();
-    for part in parts {
-        hasher.update(part);
+/// The server's secret for the hashes of OTPs and tokens at rest (`HASH_SECRET`).
+#[derive(Clone)]
+pub struct HashKey {
+    secret: Vec<u8>,
+    mac: hmac::Hmac<Sha256>,
+}
+
+impl PartialEq for HashKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.secret == other.secret
     }
-    hex::encode(hasher.finalize())
+}
+
+impl HashKey {
+    /// At least 32 bytes.
+    pub fn new(secret: &[u8]) -> Option<Self> {
+        use hmac::KeyInit;
+        if secret.len() < 32 {
+            return None;
+        }
+        let mac = hmac::Hmac::<Sha256>::new_from_slice(secret).ok()?;
+        Some(Self {
+            secret: secret.to_vec(),
+            mac,
+        })
+    }
+
+    fn mac(&self, parts: &[&[u8]]) -> String {
+        use hmac::Mac;
+        let mut mac = self.mac.clone();
+        for part in parts {
+            mac.update(part);
+        }
+        hex::encode(mac.finalize().into_bytes())
+    }
+}
+
+impl fmt::Debug for HashKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("HashKey(…)")
+    }
 }
 
 /// The conversation key of two users: the same whichever of them is first.
@@ -434,8 +479,14 @@ mod tests {
     fn token_is_256_bits_url_safe_and_hashed() {
         let t = Token::generate();
         assert_eq!(t.expose().len(), 43);
-        assert_eq!(Token::parse(t.expose()).map(|p| p.hash()), Ok(t.hash()));
-        assert_ne!(t.hash(), Token::generate().hash());
+        let k = HashKey::new(&[7; 32]).expect("key");
+        assert_eq!(Token::parse(t.expose()).map(|p| p.hash(&k)), Ok(t.hash(&k)));
+        assert_ne!(t.hash(&k), Token::generate().hash(&k));
+        // Keyed: another key, another hash; and not the unkeyed one.
+        let other = HashKey::new(&[8; 32]).expect("key");
+        assert_ne!(t.hash(&k), t.hash(&other));
+        assert_ne!(t.hash(&k), t.legacy_hash());
+        assert!(HashKey::new(b"short").is_none());
         assert!(Token::parse("short").is_err());
     }
 

@@ -279,8 +279,8 @@ mod tests {
         ] {
             let e = event(None, Some(&form));
             assert_eq!(
-                Input::new(&e).token().map(|t| t.hash()).ok(),
-                Some(t.hash())
+                Input::new(&e).token().map(|t| t.legacy_hash()).ok(),
+                Some(t.legacy_hash())
             );
         }
         let e = event(None, None);

@@ -4,7 +4,7 @@
 //! first invocation gets a representative event; the median of `--runs` is reported with
 //! each binary's size.
 //!
-//! Usage: `bench-coldstart --bin-dir target/release --runs 7 [--json out.json]` with
+//! Usage: `bench-coldstart --bin-dir target/release --runs 7 [--only f1,f2] [--json out.json]` with
 //! `MONGO_URI` pointing at a migrated database.
 
 use std::path::PathBuf;
@@ -30,6 +30,9 @@ struct Args {
     runs: usize,
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Only these functions (comma-separated); all by default.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
 }
 
 fn http_event(method: &str, path: &str, route: &str, body: Option<Value>) -> Value {
@@ -240,6 +243,9 @@ async fn main() -> anyhow::Result<()> {
         "function", "median ms", "runs (ms)", "binary MB"
     );
     for (name, event) in events() {
+        if !args.only.is_empty() && !args.only.iter().any(|o| o == name) {
+            continue;
+        }
         let bin = args.bin_dir.join(name);
         let size = std::fs::metadata(&bin).map(|m| m.len()).unwrap_or(0);
         let mut times = Vec::new();

@@ -132,3 +132,43 @@ async fn the_sweep_closes_sockets_whose_session_expired() {
         "{frames:?}"
     );
 }
+
+#[tokio::test]
+async fn token_hashes_at_rest_are_keyed_and_old_sessions_move_under_the_key() {
+    use bson::doc;
+    use shared::domain::Token;
+    let env = TestEnv::start().await;
+    let u = env.api.login(&mobile(920)).await;
+    let token = Token::parse(&u.token).unwrap();
+    let keyed = token.hash(&env.app().config.hash_key);
+    let sessions = env.db.collection::<bson::Document>("sessions");
+    let stored = sessions.find_one(doc! { "_id": &keyed }).await.unwrap();
+    let mut stored = stored.expect("stored under the keyed hash");
+    assert!(
+        sessions
+            .find_one(doc! { "_id": token.legacy_hash() })
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // A session stored before the key existed (unkeyed SHA-256) still works, once moved.
+    sessions.delete_one(doc! { "_id": &keyed }).await.unwrap();
+    stored.insert("_id", token.legacy_hash());
+    sessions.insert_one(&stored).await.unwrap();
+    assert_eq!(env.api.get("/users/me", Some(&u.token)).await.status, 200);
+    assert!(
+        sessions
+            .find_one(doc! { "_id": &keyed })
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        sessions
+            .find_one(doc! { "_id": token.legacy_hash() })
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(env.api.get("/users/me", Some(&u.token)).await.status, 200);
+}
