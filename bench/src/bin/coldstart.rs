@@ -220,6 +220,7 @@ async fn one_run(bin: &PathBuf, name: &str, event: Value, mongo: &str) -> anyhow
         // The OTP function's own work, not a text message through SNS.
         .env("OTP_MODE", "emulated")
         .env("ALLOW_EMULATED_OTP", "true")
+        .env("HASH_SECRET", "bench-only-hash-secret-0123456789abcdef")
         .env("RUST_LOG", "error")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
