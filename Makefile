@@ -41,10 +41,11 @@ bench: db-tool
 conformance: db-tool
 	scripts/conformance.sh
 
-## lint-template: cfn-lint and sam validate --lint, both offline, no findings allowed
+## lint-template: cfn-lint, sam validate --lint and SAM's own transform, all offline, no findings allowed
 lint-template: deploy-tools
 	$(DEPLOY_VENV)/bin/cfn-lint template.yaml
 	AWS_DEFAULT_REGION=us-east-1 $(DEPLOY_VENV)/bin/sam validate --lint --template template.yaml
+	AWS_DEFAULT_REGION=us-east-1 $(DEPLOY_VENV)/bin/python scripts/sam-transform.py
 
 ## package: release builds of every function for arm64 with cargo-lambda; prints bootstrap sizes
 package: deploy-tools

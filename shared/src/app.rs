@@ -90,6 +90,9 @@ pub type SessionCache = ProcessCache<String, crate::store::ConnectionDoc>;
 /// (`MONGO_TIMEOUT_MS`) unless the URI sets one.
 pub async fn mongo_client(config: &Config) -> Result<mongodb::Client, mongodb::error::Error> {
     let mut options = mongodb::options::ClientOptions::parse(&config.mongo_uri).await?;
+    if options.max_pool_size.is_none() {
+        options.max_pool_size = Some(config.mongo_max_pool);
+    }
     if options.server_selection_timeout.is_none() {
         options.server_selection_timeout = Some(config.mongo_timeout);
     }

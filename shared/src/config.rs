@@ -167,6 +167,10 @@ pub struct Config {
     /// fails (`unavailable`), well below the functions' timeout so a client hears an error
     /// instead of a timeout. A `serverSelectionTimeoutMS` in `MONGO_URI` wins.
     pub mongo_timeout: Duration,
+    /// `MONGO_MAX_POOL` (default 10): connections one function instance may open, so that
+    /// instances × pool stays under the cluster's connection limit (the template caps the
+    /// instances with reserved concurrency).
+    pub mongo_max_pool: u32,
     pub run_migrations: bool,
     pub otp_mode: OtpMode,
     /// `SNS_ENDPOINT`: where SNS is reached (the local gateway's emulation); AWS's own when
@@ -302,6 +306,8 @@ impl Config {
             mongo_uri: r.string("MONGO_URI", "mongodb://localhost:27017"),
             mongo_db: r.string("MONGO_DB", "chat"),
             mongo_timeout: r.millis("MONGO_TIMEOUT_MS", 5_000)?,
+            mongo_max_pool: u32::try_from(r.u64("MONGO_MAX_POOL", 10)?.clamp(1, 1000))
+                .unwrap_or(10),
             run_migrations: r.flag("RUN_MIGRATIONS", false)?,
             otp_mode,
             sns_endpoint,
