@@ -1,6 +1,7 @@
 //! The local stand-in for AWS that developers run (`make dev`) and tests start in-process.
 //!
-//! One listener serves, like the AWS pieces it replaces:
+//! It serves, like the AWS pieces it replaces (the public APIs on `HOST`:`PORT`; the AWS
+//! service endpoints the functions call on a loopback-only listener of their own):
 //! - the HTTP API (`http_api`): every REST route, as payload v2 events;
 //! - the WebSocket API (`websocket`): `/socket.io/`, `/` and `/{stage}`, with `$connect`,
 //!   `$disconnect`, route selection on `$request.body.action`, `$default`, and AWS's limits;
@@ -201,6 +202,10 @@ impl Shared {
 /// A running gateway.
 pub struct Gateway {
     pub addr: SocketAddr,
+    /// Where the AWS service endpoints the functions call listen (loopback only).
+    pub management_addr: SocketAddr,
+    management_shutdown: Option<oneshot::Sender<()>>,
+    management_task: tokio::task::JoinHandle<()>,
     /// The first instance (tests read the database through it).
     pub app: &'static App,
     /// Every instance.
@@ -217,6 +222,12 @@ pub struct Gateway {
 impl Gateway {
     pub fn http_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The base URL of the AWS service endpoints (`/{stage}/@connections/{id}`, Lambda
+    /// Invoke, SNS, and the SMS outbox), loopback only.
+    pub fn management_url(&self) -> String {
+        format!("http://{}", self.management_addr)
     }
 
     /// The URL a Socket.IO client connects to (`io(url, {transports: ["websocket"]})`).
@@ -236,7 +247,11 @@ impl Gateway {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+        if let Some(tx) = self.management_shutdown.take() {
+            let _ = tx.send(());
+        }
         let _ = (&mut self.task).await;
+        let _ = (&mut self.management_task).await;
     }
 
     /// Runs until the server stops (Ctrl-C is handled by the caller).
@@ -266,10 +281,18 @@ pub async fn sdk_config(addr: SocketAddr) -> aws_config::SdkConfig {
 pub async fn start(options: Options) -> anyhow::Result<Gateway> {
     let listener = TcpListener::bind((options.host, options.port)).await?;
     let addr = listener.local_addr()?;
+    // The AWS service endpoints the functions call (@connections, Lambda Invoke, SNS) are
+    // not the public APIs: they listen on loopback only, on a port of their own, whatever
+    // HOST the APIs are served on.
+    let management = TcpListener::bind((IpAddr::from([127, 0, 0, 1]), 0)).await?;
+    let mgmt_addr = management.local_addr()?;
     let mut config = options.config.clone();
-    config.ws.endpoint = Some(format!("http://{addr}/{}", options.stage));
-    config.sns_endpoint = Some(format!("http://{addr}{}", sns::PATH.trim_end_matches('/')));
-    let sdk = sdk_config(addr).await;
+    config.ws.endpoint = Some(format!("http://{mgmt_addr}/{}", options.stage));
+    config.sns_endpoint = Some(format!(
+        "http://{mgmt_addr}{}",
+        sns::PATH.trim_end_matches('/')
+    ));
+    let sdk = sdk_config(mgmt_addr).await;
     let mut apps: Vec<&'static App> = Vec::new();
     for _ in 0..options.instances.max(1) {
         // Each instance is a cold start of its own: its own client, caches and random source.
@@ -313,7 +336,18 @@ pub async fn start(options: Options) -> anyhow::Result<Gateway> {
     for path in ws_paths {
         router = router.route(path, any(websocket::upgrade));
     }
+    // The SMS outbox shows login codes: only where the APIs themselves are loopback-only.
+    if options.host.is_loopback() {
+        router = router.route("/local/sms/{mobile}", get(sns::outbox));
+    }
     let router = router
+        .fallback(http_api::serve)
+        .layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            static_site::layer,
+        ))
+        .with_state(shared.clone());
+    let management_router = Router::new()
         .route(
             "/{stage}/@connections/{id}",
             post(management::post)
@@ -326,12 +360,21 @@ pub async fn start(options: Options) -> anyhow::Result<Gateway> {
         )
         .route(sns::PATH, post(sns::publish))
         .route("/local/sms/{mobile}", get(sns::outbox))
-        .fallback(http_api::serve)
-        .layer(axum::middleware::from_fn_with_state(
-            shared.clone(),
-            static_site::layer,
-        ))
         .with_state(shared);
+    let (mgmt_tx, mgmt_rx) = oneshot::channel::<()>();
+    let management_task = tokio::spawn(async move {
+        let served = axum::serve(
+            management,
+            management_router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async {
+            let _ = mgmt_rx.await;
+        })
+        .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "management endpoints stopped");
+        }
+    });
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let served = axum::serve(
@@ -347,10 +390,14 @@ pub async fn start(options: Options) -> anyhow::Result<Gateway> {
         }
     });
     tracing::info!(%addr, stage = %options.stage, "local gateway listening");
+    tracing::info!(%mgmt_addr, "AWS service endpoints (@connections, Lambda, SNS) on loopback");
     tracing::info!(instances = apps.len(), frames = ?options.frames, "function instances");
     let sms = shared_sms;
     Ok(Gateway {
         addr,
+        management_addr: mgmt_addr,
+        management_shutdown: Some(mgmt_tx),
+        management_task,
         app,
         apps,
         sms,

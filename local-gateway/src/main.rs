@@ -38,6 +38,10 @@ async fn main() -> anyhow::Result<()> {
     }
     let gateway = local_gateway::start(options).await?;
     println!("local gateway ready on http://{}", gateway.addr);
+    println!(
+        "AWS service endpoints for the functions (loopback only): {}",
+        gateway.management_url()
+    );
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {
             tracing::info!("Ctrl-C: stopping");

@@ -477,7 +477,7 @@ async fn the_list_at_1000_conversations() {
         }
     }));
     let client = mongodb::Client::with_options(opts).unwrap();
-    let sdk = local_gateway::sdk_config(env.gateway.addr).await;
+    let sdk = local_gateway::sdk_config(env.gateway.management_addr).await;
     let app = shared::App::with_client(env.app().config.clone(), &sdk, client)
         .await
         .unwrap();

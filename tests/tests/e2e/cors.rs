@@ -117,3 +117,41 @@ async fn websocket_handshakes_check_origin() {
     // No Origin: not a browser, allowed.
     assert!(RawWs::connect(&url).await.is_ok());
 }
+
+#[tokio::test]
+async fn aws_service_endpoints_are_not_on_the_public_listener() {
+    let env = TestEnv::start().await;
+    let http = reqwest::Client::new();
+    let stage = &env.gateway.stage;
+    let public = env.api.base.clone();
+    let mgmt = env.gateway.management_url();
+    assert!(env.gateway.management_addr.ip().is_loopback());
+    // On the APIs' listener these paths are nobody's routes.
+    for (method, path) in [
+        (reqwest::Method::POST, format!("/{stage}/@connections/abc")),
+        (
+            reqwest::Method::DELETE,
+            format!("/{stage}/@connections/abc"),
+        ),
+        (
+            reqwest::Method::POST,
+            "/2015-03-31/functions/scheduler/invocations".to_owned(),
+        ),
+        (reqwest::Method::POST, "/_aws/sns/".to_owned()),
+    ] {
+        let r = http
+            .request(method.clone(), format!("{public}{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{method} {path}");
+    }
+    // On the loopback listener they answer as AWS does (an unknown connection is 410).
+    let r = http
+        .post(format!("{mgmt}/{stage}/@connections/abc"))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 410);
+}

@@ -24,7 +24,8 @@ fn root() -> PathBuf {
 #[derive(Clone)]
 struct Control {
     db: mongodb::Database,
-    http: String,
+    /// The gateway's AWS service endpoints (@connections).
+    management: String,
     stage: String,
 }
 
@@ -45,7 +46,7 @@ async fn drop_user(State(c): State<Control>, UrlPath(user): UrlPath<String>) -> 
     let mut dropped = 0;
     for d in ids {
         if let Ok(id) = d.get_str("_id") {
-            let url = format!("{}/{}/@connections/{}", c.http, c.stage, id);
+            let url = format!("{}/{}/@connections/{}", c.management, c.stage, id);
             if client
                 .delete(url)
                 .send()
@@ -78,7 +79,7 @@ async fn web_client_in_chromium() {
     let env = TestEnv::start().await;
     let control = Control {
         db: env.db.clone(),
-        http: env.http_url(),
+        management: env.gateway.management_url(),
         stage: env.gateway.stage.clone(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
