@@ -82,6 +82,11 @@ pub fn http_routes() -> Vec<HttpRoute> {
         ),
         http_route!("POST /users/auth/verify", "http-verify", http_verify),
         http_route!("POST /users/auth/logout", "http-logout", http_logout),
+        http_route!(
+            "POST /users/auth/logout_all",
+            "http-logout-all",
+            http_logout_all
+        ),
         http_route!("GET /users/me", "http-get-me", http_get_me),
         http_route!("PATCH /users/me", "http-update-me", http_update_me),
         http_route!(

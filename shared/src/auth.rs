@@ -265,6 +265,18 @@ pub async fn logout(app: &App, token: &Token) -> Result<()> {
     }
 }
 
+/// Ends every session of the token's user, on every device: all their tokens are dead and
+/// all their WebSocket connections closed.
+pub async fn logout_all(app: &App, token: &Token) -> Result<()> {
+    let me = authenticate_session(app, token).await?;
+    app.store
+        .sessions
+        .delete_many(doc! { "user_id": me.user.object_id() })
+        .await?;
+    outbox::end_connections(app, doc! { "user_id": me.user.object_id() }).await?;
+    Ok(())
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

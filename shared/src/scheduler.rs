@@ -17,7 +17,7 @@ use serde_json::Value;
 use crate::api::TypingEvent;
 use crate::app::App;
 use crate::domain::UserId;
-use crate::error::{InputError, Result};
+use crate::error::{Error, InputError, Result, StoreError};
 use crate::realtime::events::ServerEvent;
 use crate::realtime::fanout::{self, Due};
 use crate::realtime::sio_env::{AppEnv, engine_config};
@@ -139,7 +139,20 @@ pub async fn sweep(app: &App) -> Result<Report> {
 }
 
 async fn heartbeat(app: &App, report: &mut Report) -> Result<()> {
-    let beat = runtime::heartbeat(&AppEnv::new(app), &engine_config(app)).await?;
+    // Sweeps may overlap (a schedule does not wait for the previous run): only one at a time
+    // decides who is due a ping, or a client gets two in a row.
+    let lease = match app
+        .store
+        .acquire("sweep:heartbeat", Duration::from_secs(10), Duration::ZERO)
+        .await
+    {
+        Ok(lease) => lease,
+        Err(Error::Store(StoreError::LockTimeout(_))) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let beat = runtime::heartbeat(&AppEnv::new(app), &engine_config(app)).await;
+    app.store.release(lease, None).await;
+    let beat = beat?;
     report.pinged += beat.pinged;
     report.dropped += beat.dropped;
     Ok(())

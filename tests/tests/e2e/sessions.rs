@@ -172,3 +172,44 @@ async fn token_hashes_at_rest_are_keyed_and_old_sessions_move_under_the_key() {
     );
     assert_eq!(env.api.get("/users/me", Some(&u.token)).await.status, 200);
 }
+
+#[tokio::test]
+async fn logout_all_ends_every_session_and_socket_of_the_user() {
+    let env = TestEnv::start().await;
+    let phone = env.api.login(&mobile(930)).await;
+    let laptop = env.api.login(&mobile(930)).await;
+    let other = env.api.login(&mobile(931)).await;
+    let (mut s1, _) = RawSio::login(&env.ws_url(""), &phone.token).await;
+    let (mut s2, _) = RawSio::login(&env.ws_url(""), &laptop.token).await;
+    let (mut s3, _) = RawSio::login(&env.ws_url(""), &other.token).await;
+    let out = env
+        .api
+        .post("/users/auth/logout_all", Some(&phone.token), json!({}))
+        .await;
+    assert_eq!(out.status, 204, "{:?}", out.body);
+    for s in [&mut s1, &mut s2] {
+        let frames = frames_until_closed(&mut s.ws).await;
+        assert!(frames.iter().any(|f| f == "41"), "{frames:?}");
+    }
+    for token in [&phone.token, &laptop.token] {
+        assert_eq!(env.api.get("/users/me", Some(token)).await.status, 401);
+    }
+    // Someone else is untouched.
+    assert_eq!(
+        env.api.get("/users/me", Some(&other.token)).await.status,
+        200
+    );
+    s3.emit(
+        "send_message",
+        json!({ "to": phone.user_id, "text": "anyone?" }),
+    )
+    .await;
+    let echo = s3.wait_event("message").await;
+    assert_eq!(echo["text"], "anyone?");
+    // A dead token cannot do it again.
+    let again = env
+        .api
+        .post("/users/auth/logout_all", Some(&phone.token), json!({}))
+        .await;
+    assert_eq!((again.status, again.code()), (401, "unauthorized"));
+}
