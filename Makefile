@@ -16,7 +16,7 @@ WEB_VENDOR := $(WEB_DIR)/public/vendor/socket.io.esm.min.js
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: dev test bench conformance lint-template package watch-smoke tools db-tool client-tools web web-tools deploy-web deploy-tools migrate status clean-data web-size
+.PHONY: dev test bench fuzz conformance lint-template package watch-smoke tools db-tool client-tools web web-tools deploy-web deploy-tools migrate status clean-data web-size
 
 ## dev: start secantusd-rs (data in .data/, unless MONGO_URI is set), migrate, serve on :8000
 ## (the web client at http://127.0.0.1:8000/)
@@ -36,6 +36,16 @@ test: db-tool client-tools web-tools lint-template
 ## bench: release builds, chat-load at 100 and 1,000 connections, round trips, cold starts -> BENCHMARKS.md
 bench: db-tool
 	scripts/bench.sh
+
+## fuzz: every cargo-fuzz target for FUZZ_SECONDS (20) on its corpus in fuzz/corpus (nightly, installs cargo-fuzz)
+FUZZ_SECONDS ?= 20
+FUZZ_TARGETS := protocol_frames client_events rest_input mobile_numbers
+fuzz:
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	for t in $(FUZZ_TARGETS); do \
+	  cargo +nightly fuzz run --fuzz-dir fuzz $$t fuzz/corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
+	done
 
 ## conformance: the Engine.IO/Socket.IO protocol conformance server on localhost:3000
 conformance: db-tool

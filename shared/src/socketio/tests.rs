@@ -8,12 +8,11 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::codec;
 use super::memory::{MemoryEnv, MemoryError, Out};
 use super::runtime::{
-    self, Ack, Authorized, Beat, EngineConfig, Env, Event, Frame, Handshake, Session, SocketApp,
-    SocketIo,
+    self, Authorized, Beat, EngineConfig, Event, Frame, Handshake, Session, SocketApp, SocketIo,
 };
+use super::suite::SuiteApp;
 use crate::domain::ConnectionId;
 
 const CFG: EngineConfig = EngineConfig {
@@ -24,79 +23,7 @@ const CFG: EngineConfig = EngineConfig {
     establish_wait: Duration::from_millis(30),
 };
 
-/// The suites' application: `/` and `/custom`; `auth` emitted on connect; `message` echoed
-/// as `message-back`; `message-with-ack` acked with its arguments; `emit-with-ack` emitted
-/// back asking for an ack, whose arguments are emitted again.
-struct Suite {
-    final_sessions: bool,
-}
-
-impl SocketApp<MemoryEnv> for Suite {
-    fn has_namespace(&self, ns: &str) -> bool {
-        ns == "/" || ns == "/custom"
-    }
-    fn accepts_binary(&self) -> bool {
-        true
-    }
-    fn sessions_are_final(&self) -> bool {
-        self.final_sessions
-    }
-    async fn authorize(
-        &self,
-        _env: &MemoryEnv,
-        _id: &ConnectionId,
-        _ns: &str,
-        auth: Option<&Value>,
-    ) -> Result<Authorized, MemoryError> {
-        Ok(
-            match auth.and_then(|a| a.get("token")).and_then(Value::as_str) {
-                Some("bad") => Authorized::Refused("unauthorized".into()),
-                Some(user) => Authorized::Principal(user.to_owned()),
-                None => Authorized::Anonymous,
-            },
-        )
-    }
-    async fn connected(
-        &self,
-        env: &MemoryEnv,
-        session: &Session,
-        ns: &str,
-        auth: Option<Value>,
-    ) -> Result<(), MemoryError> {
-        let _ = env
-            .send(
-                &session.id,
-                codec::event(ns, "auth", &auth.unwrap_or(json!({}))),
-            )
-            .await;
-        Ok(())
-    }
-    async fn event(&self, env: &MemoryEnv, session: &Session, e: Event) -> Result<(), MemoryError> {
-        let (text, bins) = match (e.name.as_str(), e.ack) {
-            ("message", _) => {
-                codec::binary_event(&e.ns, "message-back", &e.args, &e.attachments, None)
-            }
-            ("message-with-ack", Some(id)) => codec::binary_ack(&e.ns, id, &e.args, &e.attachments),
-            ("emit-with-ack", _) => {
-                let id = env.next_ack_id(&session.id).await?;
-                codec::binary_event(&e.ns, "emit-with-ack", &e.args, &e.attachments, Some(id))
-            }
-            ("whoami", Some(id)) => (
-                codec::ack(&e.ns, id, &[json!(session.principal)]),
-                Vec::new(),
-            ),
-            _ => return Ok(()),
-        };
-        runtime::send_with_attachments(env, &session.id, text, bins).await;
-        Ok(())
-    }
-    async fn ack(&self, env: &MemoryEnv, session: &Session, ack: Ack) -> Result<(), MemoryError> {
-        let (text, bins) =
-            codec::binary_event(&ack.ns, "emit-with-ack", &ack.args, &ack.attachments, None);
-        runtime::send_with_attachments(env, &session.id, text, bins).await;
-        Ok(())
-    }
-}
+type Suite = SuiteApp;
 
 fn id(n: u32) -> ConnectionId {
     ConnectionId::parse(&format!("conn{n}=")).unwrap()
@@ -137,7 +64,7 @@ fn texts(out: Vec<Out>) -> Vec<String> {
         .collect()
 }
 
-const SUITE: Suite = Suite {
+const SUITE: Suite = SuiteApp {
     final_sessions: false,
 };
 
@@ -365,7 +292,7 @@ async fn sessions_outlive_their_namespaces_unless_final() {
     text(&env, &SUITE, &c, r#"421["whoami"]"#).await;
     assert_eq!(texts(env.take(&c)), vec![r#"431["bob"]"#]);
 
-    let strict = Suite {
+    let strict = SuiteApp {
         final_sessions: true,
     };
     let c = id(2);

@@ -21,16 +21,12 @@ use std::time::Duration;
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use local_gateway::routes::{WsApi, WsHandler, WsRoute};
 use local_gateway::{Gateway, Options};
-use serde_json::{Value, json};
 use shared::config::Config;
 use shared::domain::ConnectionId;
 use shared::realtime::connections;
 use shared::realtime::sio_env::{AppEnv, state_of};
-use shared::socketio::codec;
-use shared::socketio::runtime::{
-    self, Ack, Authorized, EngineApp, Env, Event, Frame, Handshake, Session, SessionState,
-    SocketApp, SocketIo,
-};
+use shared::socketio::runtime::{self, EngineApp, Env, Frame, Handshake, SessionState, SocketIo};
+use shared::socketio::suite::SuiteApp;
 use shared::store::Protocol;
 use shared::ws_event::{connection_id, frame_of, ok, response};
 use shared::{App, Result};
@@ -64,76 +60,10 @@ impl<'a> EngineApp<AppEnv<'a>> for EngineEcho {
     }
 }
 
-/// `/socket.io/`: the suite's application.
-#[derive(Debug)]
-pub struct SuiteSocket;
-
-impl<'a> SocketApp<AppEnv<'a>> for SuiteSocket {
-    fn has_namespace(&self, ns: &str) -> bool {
-        ns == "/" || ns == "/custom"
-    }
-
-    fn accepts_binary(&self) -> bool {
-        true
-    }
-
-    async fn authorize(
-        &self,
-        _env: &AppEnv<'a>,
-        _id: &ConnectionId,
-        _ns: &str,
-        _auth: Option<&Value>,
-    ) -> Result<Authorized> {
-        Ok(Authorized::Anonymous)
-    }
-
-    async fn connected(
-        &self,
-        env: &AppEnv<'a>,
-        session: &Session,
-        ns: &str,
-        auth: Option<Value>,
-    ) -> Result<()> {
-        let frame = codec::event(ns, "auth", &auth.unwrap_or_else(|| json!({})));
-        let _ = env.send(&session.id, frame).await;
-        Ok(())
-    }
-
-    async fn event(&self, env: &AppEnv<'a>, session: &Session, event: Event) -> Result<()> {
-        let (text, bins) = match (event.name.as_str(), event.ack) {
-            ("message", _) => codec::binary_event(
-                &event.ns,
-                "message-back",
-                &event.args,
-                &event.attachments,
-                None,
-            ),
-            ("message-with-ack", Some(id)) => {
-                codec::binary_ack(&event.ns, id, &event.args, &event.attachments)
-            }
-            ("emit-with-ack", _) => {
-                let ack_id = env.next_ack_id(&session.id).await?;
-                codec::binary_event(
-                    &event.ns,
-                    "emit-with-ack",
-                    &event.args,
-                    &event.attachments,
-                    Some(ack_id),
-                )
-            }
-            _ => return Ok(()),
-        };
-        runtime::send_with_attachments(env, &session.id, text, bins).await;
-        Ok(())
-    }
-
-    async fn ack(&self, env: &AppEnv<'a>, session: &Session, ack: Ack) -> Result<()> {
-        let (text, bins) =
-            codec::binary_event(&ack.ns, "emit-with-ack", &ack.args, &ack.attachments, None);
-        runtime::send_with_attachments(env, &session.id, text, bins).await;
-        Ok(())
-    }
-}
+/// `/socket.io/`: the official suites' application.
+const SUITE: SuiteApp = SuiteApp {
+    final_sessions: false,
+};
 
 async fn connect(
     app: &App,
@@ -220,7 +150,7 @@ fn socket_api() -> WsApi {
             Box::pin(connect(app, event, Protocol::SocketIo))
         }),
         ("conformance-socket-default", |app, event| {
-            Box::pin(default(app, &SocketIo(&SuiteSocket), event))
+            Box::pin(default(app, &SocketIo(&SUITE), event))
         }),
     )
 }
