@@ -23,6 +23,11 @@ const CFG: EngineConfig = EngineConfig {
     establish_wait: Duration::from_millis(0),
 };
 
+const APP: SuiteApp = SuiteApp {
+    final_sessions: false,
+    tokens: true,
+};
+
 fuzz_target!(|data: &[u8]| {
     let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_time().build() else {
         return;
@@ -41,7 +46,7 @@ fuzz_target!(|data: &[u8]| {
                 _ => Frame::Text(String::from_utf8_lossy(raw).into_owned()),
             };
             let state = env.session(&c).unwrap_or_default();
-            let _ = runtime::frame(&env, &SocketIo(&SuiteApp::default()), &c, &state, frame).await;
+            let _ = runtime::frame(&env, &SocketIo(&APP), &c, &state, frame).await;
             let _ = env.take(&c);
         }
         let _ = runtime::heartbeat(&env, &CFG).await;

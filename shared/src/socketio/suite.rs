@@ -2,8 +2,9 @@
 //! any [`Env`]: namespaces `/` and `/custom`; `auth` emitted on connect with the handshake's
 //! auth payload; `message` echoed as `message-back`; `message-with-ack` acknowledged with
 //! its arguments; `emit-with-ack` emitted back asking for an ack, whose arguments are then
-//! emitted again; binary attachments included. A `token` in the auth payload names the
-//! principal (`"bad"` is refused), and `whoami` acknowledges with it.
+//! emitted again; binary attachments included. With `tokens`, a `token` in the auth payload
+//! names the principal (`"bad"` is refused), and `whoami` acknowledges with it; without,
+//! every client is anonymous (as the suites expect).
 //!
 //! The runtime's unit tests, the fuzz targets and the conformance server (`make
 //! conformance`) all run it.
@@ -18,6 +19,8 @@ use crate::domain::ConnectionId;
 pub struct SuiteApp {
     /// Whether sessions are final once settled (see `SocketApp::sessions_are_final`).
     pub final_sessions: bool,
+    /// Whether the auth payload's `token` names the principal.
+    pub tokens: bool,
 }
 
 impl<E: Env> SocketApp<E> for SuiteApp {
@@ -40,6 +43,9 @@ impl<E: Env> SocketApp<E> for SuiteApp {
         _ns: &str,
         auth: Option<&Value>,
     ) -> Result<Authorized, E::Error> {
+        if !self.tokens {
+            return Ok(Authorized::Anonymous);
+        }
         Ok(
             match auth.and_then(|a| a.get("token")).and_then(Value::as_str) {
                 Some("bad") => Authorized::Refused("unauthorized".into()),

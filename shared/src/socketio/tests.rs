@@ -66,6 +66,7 @@ fn texts(out: Vec<Out>) -> Vec<String> {
 
 const SUITE: Suite = SuiteApp {
     final_sessions: false,
+    tokens: true,
 };
 
 #[tokio::test]
@@ -293,6 +294,7 @@ async fn sessions_outlive_their_namespaces_unless_final() {
     assert_eq!(texts(env.take(&c)), vec![r#"431["bob"]"#]);
 
     let strict = SuiteApp {
+        tokens: true,
         final_sessions: true,
     };
     let c = id(2);

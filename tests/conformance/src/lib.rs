@@ -63,6 +63,7 @@ impl<'a> EngineApp<AppEnv<'a>> for EngineEcho {
 /// `/socket.io/`: the official suites' application.
 const SUITE: SuiteApp = SuiteApp {
     final_sessions: false,
+    tokens: false,
 };
 
 async fn connect(
