@@ -127,14 +127,7 @@ impl HistoryQuery {
     ) -> Result<HistoryQuery, crate::error::InputError> {
         use crate::error::InputError;
         Ok(HistoryQuery {
-            limit: match limit {
-                None => DEFAULT_LIMIT,
-                Some(raw) => raw
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=MAX_LIMIT).contains(n))
-                    .ok_or(InputError::InvalidLimit)?,
-            },
+            limit: crate::domain::parse_page_limit(limit, DEFAULT_LIMIT, MAX_LIMIT)?,
             before: before.map(MessageId::parse).transpose()?,
             strict: match order {
                 None => false,

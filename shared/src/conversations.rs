@@ -22,7 +22,7 @@ use crate::api::{
 };
 use crate::app::App;
 use crate::domain::{MessageId, Mobile, UserId};
-use crate::error::{ChatError, InputError, Result};
+use crate::error::{ChatError, Result};
 use crate::realtime::connections;
 use crate::realtime::events::ServerEvent;
 use crate::realtime::outbox;
@@ -275,14 +275,7 @@ pub struct ListQuery {
 impl ListQuery {
     /// Parses the raw query parameters.
     pub fn parse(limit: Option<&str>, before: Option<&str>) -> Result<ListQuery> {
-        let limit = match limit {
-            None => DEFAULT_LIMIT,
-            Some(raw) => raw
-                .parse()
-                .ok()
-                .filter(|n| (1..=MAX_LIMIT).contains(n))
-                .ok_or(InputError::InvalidLimit)?,
-        };
+        let limit = crate::domain::parse_page_limit(limit, DEFAULT_LIMIT, MAX_LIMIT)?;
         let before = before.map(parse_cursor).transpose()?;
         Ok(ListQuery { limit, before })
     }

@@ -385,6 +385,18 @@ pub fn conversation_key(a: &UserId, b: &UserId) -> String {
     format!("{lo}:{hi}")
 }
 
+/// A page size from a query string: `default` when absent, else an integer in `1..=max`.
+pub fn parse_page_limit(raw: Option<&str>, default: u32, max: u32) -> Result<u32, InputError> {
+    match raw {
+        None => Ok(default),
+        Some(raw) => raw
+            .parse()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or(InputError::InvalidLimit),
+    }
+}
+
 /// Where a request comes from: the source IP API Gateway saw (`requestContext`), the key
 /// of the per-client abuse limits.
 #[derive(Debug, Clone, PartialEq, Eq)]

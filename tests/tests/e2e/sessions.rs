@@ -8,16 +8,18 @@ use harness::ws::{Frame, RawSio, RawWs, RawWsExt, WAIT};
 use harness::{EnvOptions, TestEnv};
 use serde_json::{Value, json};
 
-/// Every text frame until the server closes the connection (fails if it stays open).
-async fn frames_until_closed(ws: &mut RawWs) -> Vec<String> {
-    let deadline = tokio::time::Instant::now() + WAIT;
+/// Every text frame until the server closes the connection within `within` (fails if it
+/// stays open). Engine.IO pings are answered, so the heartbeat keeps a silent client.
+async fn frames_until_closed(ws: &mut RawWs, within: Duration) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + within;
     let mut frames = Vec::new();
     loop {
         match ws.next_until(deadline).await {
+            Frame::Text(t) if t == "2" => ws.send("3").await,
             Frame::Text(t) => frames.push(t),
             Frame::Binary(_) => {}
             Frame::Close(_) | Frame::Ended => return frames,
-            Frame::Timeout => panic!("still open after {WAIT:?}; got {frames:?}"),
+            Frame::Timeout => panic!("still open after {within:?}; got {frames:?}"),
         }
     }
 }
@@ -53,7 +55,7 @@ async fn events_on_an_expired_session_are_refused_and_the_connection_closes() {
 
     let late = json!(["send_message", { "to": b.user_id, "text": "too late" }]);
     sio.ws.send(&format!("427{late}")).await;
-    let frames = frames_until_closed(&mut sio.ws).await;
+    let frames = frames_until_closed(&mut sio.ws, WAIT).await;
     assert!(
         frames
             .iter()
@@ -74,7 +76,7 @@ async fn events_on_an_expired_session_are_refused_and_the_connection_closes() {
     json_ws
         .send(&json!({ "action": "typing", "to": b.user_id, "typing": true }).to_string())
         .await;
-    let frames = frames_until_closed(&mut json_ws).await;
+    let frames = frames_until_closed(&mut json_ws, WAIT).await;
     let refused = frames.iter().any(|f| {
         let v: Value = serde_json::from_str(f).unwrap_or_default();
         v["event"] == "system"
@@ -113,20 +115,10 @@ async fn the_sweep_closes_sockets_whose_session_expired() {
     json_ws.text(WAIT).await;
     // The client stays silent but answers pings (so the heartbeat keeps it); the server ends
     // both connections once the session expires.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(3) + WAIT;
-    let mut frames = Vec::new();
-    loop {
-        match sio.ws.next_until(deadline).await {
-            Frame::Text(t) if t == "2" => sio.ws.send("3").await,
-            Frame::Text(t) => frames.push(t),
-            Frame::Binary(_) => {}
-            Frame::Close(_) | Frame::Ended => break,
-            Frame::Timeout => panic!("still open after the session expired; got {frames:?}"),
-        }
-    }
+    let frames = frames_until_closed(&mut sio.ws, Duration::from_secs(3) + WAIT).await;
     assert_eq!(frames.last().map(String::as_str), Some("41"), "{frames:?}");
     assert_eq!(env.api.get("/users/me", Some(&a.token)).await.status, 401);
-    let frames = frames_until_closed(&mut json_ws).await;
+    let frames = frames_until_closed(&mut json_ws, WAIT).await;
     assert!(
         frames.iter().any(|f| f.contains("\"unauthorized\"")),
         "{frames:?}"
@@ -188,7 +180,7 @@ async fn logout_all_ends_every_session_and_socket_of_the_user() {
         .await;
     assert_eq!(out.status, 204, "{:?}", out.body);
     for s in [&mut s1, &mut s2] {
-        let frames = frames_until_closed(&mut s.ws).await;
+        let frames = frames_until_closed(&mut s.ws, WAIT).await;
         assert!(frames.iter().any(|f| f == "41"), "{frames:?}");
     }
     for token in [&phone.token, &laptop.token] {
