@@ -81,6 +81,7 @@ pub fn http_routes() -> Vec<HttpRoute> {
             http_request_otp
         ),
         http_route!("POST /users/auth/verify", "http-verify", http_verify),
+        http_route!("POST /users/auth/refresh", "http-refresh", http_refresh),
         http_route!("POST /users/auth/logout", "http-logout", http_logout),
         http_route!(
             "POST /users/auth/logout_all",

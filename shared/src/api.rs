@@ -31,14 +31,27 @@ pub struct VerifyBody {
     pub otp: String,
 }
 
-/// Response of `verify`.
+/// `POST /users/auth/refresh`
+#[derive(Debug, Deserialize)]
+pub struct RefreshBody {
+    pub refresh_token: String,
+}
+
+/// Response of `verify` and `refresh`.
 #[derive(Debug, Serialize)]
 pub struct SessionIssued {
+    /// The access token (`Authorization: Bearer …`, Socket.IO `auth.token`).
     pub token: String,
-    pub user_id: UserId,
-    pub display_name: String,
+    /// When the access token stops working.
     #[serde(serialize_with = "time::rfc3339")]
     pub expires_at: Timestamp,
+    /// Exchanged once at `POST /users/auth/refresh` for a new pair.
+    pub refresh_token: String,
+    /// When the login session ends: no refresh works after it.
+    #[serde(serialize_with = "time::rfc3339")]
+    pub refresh_expires_at: Timestamp,
+    pub user_id: UserId,
+    pub display_name: String,
 }
 
 /// `GET /users/me`, `PATCH /users/me`

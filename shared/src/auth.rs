@@ -6,10 +6,15 @@
 //!   `OTP_MODE=sms` it goes by text message (SNS), with `emulated` back in the response.
 //! - `verify`: the first verify of a mobile creates the user, later ones find the same user
 //!   (stable identity, enforced by the unique index on `mobile`); 5 wrong tries kill the OTP;
-//!   an OTP works once. Returns a fresh session token.
-//! - `authenticate` / `logout`: tokens are stored only as HMAC-SHA256 hashes (keyed with
-//!   `HASH_SECRET`) in `sessions`;
-//!   logging out closes every WebSocket connection the session authenticated.
+//!   an OTP works once. Starts a login session: a short-lived access token
+//!   (`ACCESS_TOKEN_TTL_SECS`) and a refresh token, both of the session's family.
+//! - `refresh`: a refresh token works once, for a new pair of the same session (which ends
+//!   `SESSION_TTL_SECS` after the login, refreshes or not); presenting a used one ends the
+//!   session.
+//! - `authenticate` / `logout` / `logout_all`: tokens are stored only as HMAC-SHA256 hashes
+//!   (keyed with `HASH_SECRET`) in `sessions` and `refresh_tokens`; ending a session
+//!   closes every WebSocket connection it authenticated (connections belong to the session,
+//!   so they outlive the access token that opened them, not the session).
 
 use std::time::Duration;
 
@@ -26,7 +31,7 @@ use crate::error::{AuthError, Error, Result, StoreError};
 use crate::limits;
 use crate::realtime::outbox;
 use crate::sms;
-use crate::store::{OtpDoc, SessionDoc, UserDoc, is_duplicate_key};
+use crate::store::{OtpDoc, RefreshDoc, SessionDoc, UserDoc, is_duplicate_key};
 use crate::time;
 
 /// How long an OTP record is kept after its last request.
@@ -154,23 +159,102 @@ pub async fn verify(app: &App, from: &SourceIp, mobile: Mobile, otp: Otp) -> Res
         return Err(AuthError::OtpInvalid.into());
     }
     let user = find_or_create_user(app, &mobile).await?;
-    let token = Token::generate();
-    let expires_at = now + delta(app.config.token_ttl);
+    let family = ObjectId::new().to_hex();
+    let family_expires_at = now + delta(app.config.session_ttl);
+    issue_tokens(app, &user, family, family_expires_at).await
+}
+
+/// A new access token and refresh token for the login session `family`.
+async fn issue_tokens(
+    app: &App,
+    user: &UserDoc,
+    family: String,
+    family_expires_at: time::Timestamp,
+) -> Result<SessionIssued> {
+    let now = time::now();
+    let access = Token::generate();
+    let refresh = Token::generate();
+    let expires_at = (now + delta(app.config.access_token_ttl)).min(family_expires_at);
+    // The refresh token first: an access token never exists without a way to renew it.
+    app.store
+        .refresh_tokens
+        .insert_one(RefreshDoc {
+            token_hash: refresh.refresh_hash(&app.config.hash_key),
+            family: family.clone(),
+            user_id: user.id,
+            created_at: time::to_bson(now),
+            expires_at: time::to_bson(family_expires_at),
+            used: false,
+        })
+        .await?;
     app.store
         .sessions
         .insert_one(SessionDoc {
-            token_hash: token.hash(&app.config.hash_key),
+            token_hash: access.hash(&app.config.hash_key),
             user_id: user.id,
             created_at: time::to_bson(now),
             expires_at: time::to_bson(expires_at),
+            family: Some(family),
+            family_expires_at: Some(time::to_bson(family_expires_at)),
         })
         .await?;
     Ok(SessionIssued {
-        token: token.expose().to_owned(),
+        token: access.expose().to_owned(),
+        expires_at,
+        refresh_token: refresh.expose().to_owned(),
+        refresh_expires_at: family_expires_at,
         user_id: UserId::from_object_id(user.id),
         display_name: app.experiments.present_name(&user.display_name),
-        expires_at,
     })
+}
+
+/// Exchanges a refresh token, once, for a new access token and refresh token of the same
+/// login session. Presenting a refresh token that was already exchanged means it leaked (or
+/// a client replayed it): the whole session ends, every token and socket of it.
+pub async fn refresh(app: &App, token: &Token) -> Result<SessionIssued> {
+    let refresh_tokens = &app.store.refresh_tokens;
+    let hash = token.refresh_hash(&app.config.hash_key);
+    let stored = refresh_tokens
+        .find_one(doc! { "_id": &hash })
+        .await?
+        .ok_or(AuthError::Unauthorized)?;
+    let family_expires_at = time::from_bson(stored.expires_at);
+    if family_expires_at <= time::now() {
+        return Err(AuthError::Unauthorized.into());
+    }
+    // Claim it: of two exchanges racing, one wins and the other is a reuse.
+    let claimed = refresh_tokens
+        .update_one(
+            doc! { "_id": &hash, "used": false },
+            doc! { "$set": { "used": true } },
+        )
+        .await?;
+    if claimed.modified_count != 1 {
+        end_session(app, &stored.family).await?;
+        return Err(AuthError::RefreshReused.into());
+    }
+    let user = app
+        .store
+        .users
+        .find_one(doc! { "_id": stored.user_id })
+        .await?
+        .ok_or(AuthError::Unauthorized)?;
+    issue_tokens(app, &user, stored.family, family_expires_at).await
+}
+
+/// Ends the login session `family`: its access and refresh tokens are deleted and every
+/// connection it authenticated is closed.
+async fn end_session(app: &App, family: &str) -> Result<()> {
+    app.store
+        .sessions
+        .delete_many(doc! { "$or": [ { "family": family }, { "_id": family } ] })
+        .await?;
+    app.store
+        .refresh_tokens
+        .delete_many(doc! { "family": family })
+        .await?;
+    outbox::end_connections(app, doc! { "session": family }).await?;
+    Ok(())
 }
 
 async fn find_or_create_user(app: &App, mobile: &Mobile) -> Result<UserDoc> {
@@ -207,7 +291,7 @@ pub async fn authenticate(app: &App, token: &Token) -> Result<UserId> {
     Ok(authenticate_session(app, token).await?.user)
 }
 
-/// The live session a token opens: its user, its id and its expiry.
+/// The live login session an access token belongs to: its user, its id and when it ends.
 pub async fn authenticate_session(app: &App, token: &Token) -> Result<Authenticated> {
     let sessions = &app.store.sessions;
     let keyed = token.hash(&app.config.hash_key);
@@ -231,19 +315,18 @@ pub async fn authenticate_session(app: &App, token: &Token) -> Result<Authentica
             moved
         }
     };
-    let expires_at = time::from_bson(session.expires_at);
-    if expires_at <= time::now() {
+    if time::from_bson(session.expires_at) <= time::now() {
         return Err(AuthError::Unauthorized.into());
     }
     Ok(Authenticated {
         user: UserId::from_object_id(session.user_id),
-        session: session.token_hash,
-        expires_at,
+        expires_at: time::from_bson(session.family_expires_at.unwrap_or(session.expires_at)),
+        session: session.family.unwrap_or(session.token_hash),
     })
 }
 
-/// Ends the session: the token is dead from now on, and every WebSocket connection it
-/// authenticated is closed.
+/// Ends the login session the access token belongs to: its access and refresh tokens are
+/// dead from now on, and every WebSocket connection it authenticated is closed.
 pub async fn logout(app: &App, token: &Token) -> Result<()> {
     let removed = app
         .store
@@ -252,16 +335,15 @@ pub async fn logout(app: &App, token: &Token) -> Result<()> {
             doc! { "_id": { "$in": [token.hash(&app.config.hash_key), token.legacy_hash()] } },
         )
         .await?;
-    match removed {
-        Some(s) => {
-            outbox::end_connections(app, doc! { "session": &s.token_hash }).await?;
-            if time::from_bson(s.expires_at) > time::now() {
-                Ok(())
-            } else {
-                Err(Error::Auth(AuthError::Unauthorized))
-            }
-        }
-        None => Err(Error::Auth(AuthError::Unauthorized)),
+    let Some(s) = removed else {
+        return Err(Error::Auth(AuthError::Unauthorized));
+    };
+    let live = time::from_bson(s.expires_at) > time::now();
+    end_session(app, s.family.as_deref().unwrap_or(&s.token_hash)).await?;
+    if live {
+        Ok(())
+    } else {
+        Err(Error::Auth(AuthError::Unauthorized))
     }
 }
 
@@ -271,6 +353,10 @@ pub async fn logout_all(app: &App, token: &Token) -> Result<()> {
     let me = authenticate_session(app, token).await?;
     app.store
         .sessions
+        .delete_many(doc! { "user_id": me.user.object_id() })
+        .await?;
+    app.store
+        .refresh_tokens
         .delete_many(doc! { "user_id": me.user.object_id() })
         .await?;
     outbox::end_connections(app, doc! { "user_id": me.user.object_id() }).await?;

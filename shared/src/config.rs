@@ -189,7 +189,11 @@ pub struct Config {
     /// `HASH_SECRET` (at least 32 characters): the key of the OTP and token hashes at rest.
     /// Required inside Lambda; locally a fixed development key stands in.
     pub hash_key: HashKey,
-    pub token_ttl: Duration,
+    /// `ACCESS_TOKEN_TTL_SECS` (default 900): how long an access token works.
+    pub access_token_ttl: Duration,
+    /// `SESSION_TTL_SECS` (default 30 days): how long a login session (its refresh tokens,
+    /// and the sockets it opened) lasts, counted from the OTP login.
+    pub session_ttl: Duration,
     /// `SCHEDULER_FUNCTION`: name or ARN of the scheduler function that other functions invoke
     /// asynchronously.
     pub scheduler_function: String,
@@ -328,7 +332,8 @@ impl Config {
                 otp_per_number: Limit::per(r.u64("OTP_REQUESTS_PER_NUMBER", 20)?, 3600),
                 verify_per_ip: Limit::per(r.u64("VERIFY_ATTEMPTS_PER_IP", 30)?, 15 * 60),
             },
-            token_ttl: Duration::from_secs(r.u64("TOKEN_TTL_SECS", 30 * 24 * 3600)?),
+            access_token_ttl: Duration::from_secs(r.u64("ACCESS_TOKEN_TTL_SECS", 15 * 60)?),
+            session_ttl: Duration::from_secs(r.u64("SESSION_TTL_SECS", 30 * 24 * 3600)?),
             scheduler_function: r.string("SCHEDULER_FUNCTION", "scheduler"),
             ws: WsConfig {
                 endpoint: r.opt_string("WS_ENDPOINT"),
@@ -424,7 +429,8 @@ mod tests {
         assert_eq!(c.mongo_uri, "mongodb://localhost:27017");
         assert_eq!(c.mongo_db, "chat");
         assert!(!c.run_migrations);
-        assert_eq!(c.token_ttl, Duration::from_secs(30 * 24 * 3600));
+        assert_eq!(c.access_token_ttl, Duration::from_secs(15 * 60));
+        assert_eq!(c.session_ttl, Duration::from_secs(30 * 24 * 3600));
         assert!(c.experiments.enabled);
         assert_eq!(c.experiments.identity_drift_rate, 0.01);
         assert_eq!(c.experiments.latency_min, Duration::from_millis(40));

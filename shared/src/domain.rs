@@ -320,6 +320,12 @@ impl Token {
         key.mac(&[b"token:", self.0.as_bytes()])
     }
 
+    /// What `refresh_tokens` stores as `_id` for a refresh token (a separate domain from
+    /// access tokens, so one can never be looked up as the other).
+    pub fn refresh_hash(&self, key: &HashKey) -> String {
+        key.mac(&[b"refresh:", self.0.as_bytes()])
+    }
+
     /// The unkeyed SHA-256 sessions were stored under before the key existed; a session
     /// found under it is moved to [`Token::hash`] on first use.
     pub fn legacy_hash(&self) -> String {
@@ -402,8 +408,9 @@ pub fn parse_page_limit(raw: Option<&str>, default: u32, max: u32) -> Result<u32
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceIp(pub String);
 
-/// Who a live session token belongs to: the user, the session (its token hash) and when
-/// it expires.
+/// Who a live access token belongs to: the user, the login session (the family of tokens
+/// one OTP login started, which refreshes keep) and when that session ends. Connections are
+/// tied to the session, not to the short-lived access token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Authenticated {
     pub user: UserId,

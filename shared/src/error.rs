@@ -56,6 +56,8 @@ pub enum AuthError {
     OtpLocked,
     #[error("missing, unknown, expired or revoked token")]
     Unauthorized,
+    #[error("this refresh token was already used; the session has been ended, log in again")]
+    RefreshReused,
 }
 
 /// Conversations and messages.
@@ -185,6 +187,7 @@ impl Error {
                 AuthError::OtpExpired => (401, "otp_expired"),
                 AuthError::OtpLocked => (401, "otp_locked"),
                 AuthError::Unauthorized => (401, "unauthorized"),
+                AuthError::RefreshReused => (401, "refresh_reused"),
             },
             Error::Chat(e) => match e {
                 ChatError::UnknownUser => (404, "unknown_user"),

@@ -39,7 +39,9 @@ pub struct OtpDoc {
     pub purge_at: DateTime,
 }
 
-/// `sessions`: `_id` is the SHA-256 of the token; the token itself is never stored.
+/// `sessions`: one short-lived access token. `_id` is its keyed hash; the token itself is
+/// never stored. `family` is the login session it belongs to (absent on tokens issued
+/// before refresh tokens existed: their own hash is their session).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SessionDoc {
     #[serde(rename = "_id")]
@@ -47,6 +49,24 @@ pub struct SessionDoc {
     pub user_id: ObjectId,
     pub created_at: DateTime,
     pub expires_at: DateTime,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family_expires_at: Option<DateTime>,
+}
+
+/// `refresh_tokens`: one refresh token of a login session (`family`). It works once:
+/// `used` flips when it is exchanged, and presenting a used one ends the whole family.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RefreshDoc {
+    #[serde(rename = "_id")]
+    pub token_hash: String,
+    pub family: String,
+    pub user_id: ObjectId,
+    pub created_at: DateTime,
+    /// When the login session ends (fixed at login; refreshing does not extend it).
+    pub expires_at: DateTime,
+    pub used: bool,
 }
 
 /// `messages`
@@ -190,6 +210,7 @@ pub struct Store {
     pub users: Collection<UserDoc>,
     pub otps: Collection<OtpDoc>,
     pub sessions: Collection<SessionDoc>,
+    pub refresh_tokens: Collection<RefreshDoc>,
     pub messages: Collection<MessageDoc>,
     pub connections: Collection<ConnectionDoc>,
     pub locks: Collection<LockDoc>,
@@ -213,6 +234,7 @@ impl Store {
             users: db.collection("users"),
             otps: db.collection("otps"),
             sessions: db.collection("sessions"),
+            refresh_tokens: db.collection("refresh_tokens"),
             messages: db.collection("messages"),
             connections: db.collection("connections"),
             locks: db.collection("locks"),

@@ -29,7 +29,7 @@ async function loadConfig() {
 // --------------------------------------------------------------------------- state
 const state = {
   cfg: null,
-  session: null, // { token, user_id, display_name, mobile }
+  session: null, // { token, refresh_token, user_id, display_name, mobile }
   socket: null,
   convs: new Map(), // partner id -> { user, last_message, unread }
   nextConvs: null,
@@ -50,7 +50,7 @@ class ApiError extends Error {
   }
 }
 
-async function api(method, path, body) {
+async function api(method, path, body, retried = false) {
   const headers = {};
   if (body !== undefined) headers["content-type"] = "application/json";
   if (state.session) headers.authorization = `Bearer ${state.session.token}`;
@@ -68,10 +68,49 @@ async function api(method, path, body) {
   }
   if (!res.ok) {
     const err = data && data.error ? data.error : {};
-    if (res.status === 401 && state.session) endSession();
+    if (res.status === 401 && state.session && !retried) {
+      // The access token is short-lived: renew it once, then try again.
+      const renewed = await refreshSession();
+      if (renewed) return api(method, path, body, true);
+      if (renewed === false) endSession();
+    } else if (res.status === 401 && state.session) endSession();
     throw new ApiError(res.status, err.code || "http_" + res.status, err.message, res.headers.get("retry-after"));
   }
   return data;
+}
+
+// One refresh at a time: a refresh token works once, so concurrent 401s share one exchange.
+let refreshing = null;
+
+/**
+ * Exchanges the refresh token for a new pair: true when renewed, false when the session is
+ * over (log in again), null when the server could not be reached (keep the session).
+ */
+function refreshSession() {
+  if (refreshing) return refreshing;
+  const session = state.session;
+  if (!session || !session.refresh_token) return Promise.resolve(false);
+  refreshing = (async () => {
+    try {
+      const res = await fetch(state.cfg.api + "/users/auth/refresh", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ refresh_token: session.refresh_token }),
+      });
+      if (state.session !== session) return false;
+      if (!res.ok) return res.status === 401 || res.status === 400 ? false : null;
+      const r = await res.json();
+      session.token = r.token;
+      session.refresh_token = r.refresh_token;
+      localStorage.setItem(SESSION_KEY, JSON.stringify(session));
+      return true;
+    } catch {
+      return null;
+    } finally {
+      refreshing = null;
+    }
+  })();
+  return refreshing;
 }
 
 // --------------------------------------------------------------------------- helpers
@@ -153,7 +192,13 @@ $("code-form").addEventListener("submit", async (ev) => {
   $("login-error").textContent = "";
   try {
     const r = await api("POST", "/users/auth/verify", { mobile: pendingMobile, otp: $("code-input").value.trim() });
-    startSession({ token: r.token, user_id: r.user_id, display_name: r.display_name, mobile: pendingMobile });
+    startSession({
+      token: r.token,
+      refresh_token: r.refresh_token,
+      user_id: r.user_id,
+      display_name: r.display_name,
+      mobile: pendingMobile,
+    });
   } catch (e) {
     $("login-error").textContent = e.message;
   }
@@ -253,7 +298,8 @@ function connect() {
     path: state.cfg.path,
     addTrailingSlash: state.cfg.path.endsWith("/"),
     transports: ["websocket"],
-    auth: { token: state.session.token },
+    // A function: every (re)connect sends the current access token, refreshed or not.
+    auth: (cb) => cb({ token: state.session ? state.session.token : "" }),
   });
   state.socket = socket;
   socket.on("connect", () => setConn("online"));
@@ -262,9 +308,13 @@ function connect() {
     showTyping(false);
   });
   socket.io.on("reconnect_attempt", () => setConn("reconnecting"));
-  socket.on("connect_error", (err) => {
-    if (err && err.message === "unauthorized") endSession();
-    else setConn(state.socket && state.socket.active ? "reconnecting" : "offline");
+  socket.on("connect_error", async (err) => {
+    if (err && err.message === "unauthorized") {
+      // Refused at CONNECT: the stock client does not retry, so renew the token and retry.
+      const renewed = await refreshSession();
+      if (renewed === false) endSession();
+      else if (state.socket === socket) setTimeout(() => state.socket === socket && socket.connect(), renewed ? 0 : 2000);
+    } else setConn(state.socket && state.socket.active ? "reconnecting" : "offline");
   });
   socket.on("system", (n) => {
     // After every (re)connect: catch up on what changed while away.

@@ -47,6 +47,18 @@ async function login(page, mobile) {
   return session;
 }
 
+/** A login through the REST API alone (another session of the same user). */
+async function apiLogin(mobile) {
+  const post = (path, body) =>
+    fetch(`${BASE}${path}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+  expect((await post("/users/auth/request_otp", { mobile })).status).toBe(200);
+  const { messages } = await (await fetch(`${BASE}/local/sms/${encodeURIComponent(mobile)}`)).json();
+  const otp = messages.at(-1).text.match(/\b(\d{6})\b/)[1];
+  const verified = await post("/users/auth/verify", { mobile, otp });
+  expect(verified.status).toBe(200);
+  return verified.json();
+}
+
 /** axe-core on the page as it is: no serious or critical violations. */
 async function expectAccessible(page, what) {
   await page.addScriptTag({ content: AXE_SOURCE });
@@ -143,9 +155,12 @@ test("two people chat in the browser", async ({ browser }) => {
     await a.screenshot({ path: process.env.CHAT_SCREENSHOT });
   }
 
-  // History paging: 40 more messages from A (a stock socket.io-client in this process), then
+  // History paging: 40 more messages from A (a stock socket.io-client in this process, on a
+  // session of its own: the page's access token is short-lived and the page renews it), then
   // B reopens the conversation and scrolls up to the first one.
-  const sock = io(BASE, { transports: ["websocket"], auth: { token: sa.token } });
+  const other = await apiLogin(mobileA);
+  expect(other.user_id).toBe(sa.user_id);
+  const sock = io(BASE, { transports: ["websocket"], auth: { token: other.token } });
   for (let i = 0; i < 40; i++) {
     const ack = await sock.timeout(5000).emitWithAck("send_message", { to: sb.user_id, text: `seed ${i}`, client_id: `seed-${i}` });
     expect(ack.message_id).toBeTruthy();
@@ -168,6 +183,14 @@ test("two people chat in the browser", async ({ browser }) => {
   await expect(bubbles(b)).toHaveCount(44);
   await expect(b.getByRole("button", { name: "Load older messages" })).toBeHidden();
 
+  // B's first access token has expired by now (the Rust test sets ACCESS_TOKEN_TTL_SECS=4),
+  // so the reconnect below needs the client to refresh its session first.
+  await expect
+    .poll(async () => (await b.request.get("/users/me", { headers: { authorization: `Bearer ${sb.token}` } })).status(), {
+      timeout: 15000,
+    })
+    .toBe(401);
+
   // The server drops B's socket: B shows reconnecting, comes back online, and nothing is
   // duplicated; a message sent meanwhile arrives once.
   expect(CONTROL, "CHAT_CONTROL_URL").toBeTruthy();
@@ -184,6 +207,11 @@ test("two people chat in the browser", async ({ browser }) => {
   await expect(bubble(a, "back again")).toHaveCount(1);
   await expect(bubble(b, "back again")).toHaveCount(1);
   await expect(bubble(b, "back again").locator(".tick")).toHaveAttribute("data-status", "read");
+  // B is still in the same login session, on a renewed access token.
+  const renewed = await b.evaluate(() => JSON.parse(localStorage.getItem("chat.session")));
+  expect(renewed.token).not.toBe(sb.token);
+  expect(renewed.refresh_token).not.toBe(sb.refresh_token);
+  expect(renewed.user_id).toBe(sb.user_id);
 
   // Logout: back to the login form, and a reload stays logged out.
   await b.getByRole("button", { name: "Log out" }).click();

@@ -34,6 +34,7 @@ mod v002_realtime_indexes;
 mod v003_conversations;
 mod v004_delivery_leases;
 mod v005_rate_limits;
+mod v006_refresh_tokens;
 
 pub(crate) static ALL: &[Migration] = &[
     Migration {
@@ -60,5 +61,10 @@ pub(crate) static ALL: &[Migration] = &[
         version: 5,
         name: "rate_limits",
         up: v005_rate_limits::up,
+    },
+    Migration {
+        version: 6,
+        name: "refresh_tokens",
+        up: v006_refresh_tokens::up,
     },
 ];

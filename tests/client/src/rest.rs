@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 pub struct Session {
     pub mobile: String,
     pub token: String,
+    pub refresh_token: String,
     pub user_id: String,
     pub display_name: String,
 }
@@ -86,6 +87,7 @@ pub async fn login(http: &reqwest::Client, base: &str, mobile: &str) -> anyhow::
     Ok(Session {
         mobile: mobile.to_owned(),
         token: field(&session, "token", "verify")?,
+        refresh_token: field(&session, "refresh_token", "verify")?,
         user_id: field(&session, "user_id", "verify")?,
         display_name: field(&session, "display_name", "verify")?,
     })

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use harness::TestEnv;
+use harness::{EnvOptions, TestEnv};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -15,8 +15,17 @@ fn root() -> PathBuf {
         .to_path_buf()
 }
 
-async fn run_suite(mut cmd: tokio::process::Command, what: &str, limit: Duration) {
-    let env = TestEnv::start().await;
+async fn run_suite(cmd: tokio::process::Command, what: &str, limit: Duration) {
+    run_suite_with(EnvOptions::default(), cmd, what, limit).await;
+}
+
+async fn run_suite_with(
+    options: EnvOptions,
+    mut cmd: tokio::process::Command,
+    what: &str,
+    limit: Duration,
+) {
+    let env = TestEnv::with(options).await;
     cmd.env("CHAT_HTTP_URL", env.http_url())
         .env("CHAT_PING_INTERVAL_MS", "1000")
         .env("CHAT_PING_TIMEOUT_MS", "1000")
@@ -48,6 +57,23 @@ async fn socket_io_client_from_npm() {
         cmd,
         "the node socket.io-client suite",
         Duration::from_secs(240),
+    )
+    .await;
+}
+
+/// `tests/node/short-ttl/`: the stock client across a refresh of the session, on a stack
+/// whose access tokens live 2 seconds (so it is not part of the main suite).
+#[tokio::test]
+async fn socket_io_client_across_a_session_refresh() {
+    let dir = root().join("tests/node");
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.args(["--test", "--test-reporter=spec", "short-ttl/refresh.mjs"])
+        .current_dir(&dir);
+    run_suite_with(
+        EnvOptions::default().var("ACCESS_TOKEN_TTL_SECS", "2"),
+        cmd,
+        "the node session-refresh suite",
+        Duration::from_secs(120),
     )
     .await;
 }

@@ -355,7 +355,7 @@ async fn bad_input_gets_clear_errors() {
 
 #[tokio::test]
 async fn tokens_expire() {
-    let env = TestEnv::with(EnvOptions::default().var("TOKEN_TTL_SECS", "1")).await;
+    let env = TestEnv::with(EnvOptions::default().var("ACCESS_TOKEN_TTL_SECS", "1")).await;
     let u = env.api.login(&mobile(60)).await;
     assert_eq!(env.api.get("/users/me", Some(&u.token)).await.status, 200);
     harness::eventually("the token expires", Duration::from_secs(5), || async {

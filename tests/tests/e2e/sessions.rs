@@ -40,7 +40,7 @@ async fn wait_for_expiry(env: &TestEnv, token: &str) {
 #[tokio::test]
 async fn events_on_an_expired_session_are_refused_and_the_connection_closes() {
     // No sweep: the event path alone must notice.
-    let mut options = EnvOptions::default().var("TOKEN_TTL_SECS", "3");
+    let mut options = EnvOptions::default().var("SESSION_TTL_SECS", "3");
     options.schedule_every = Duration::from_secs(3600);
     let env = TestEnv::with(options).await;
     let a = env.api.login(&mobile(900)).await;
@@ -106,7 +106,7 @@ async fn events_on_an_expired_session_are_refused_and_the_connection_closes() {
 
 #[tokio::test]
 async fn the_sweep_closes_sockets_whose_session_expired() {
-    let env = TestEnv::with(EnvOptions::default().var("TOKEN_TTL_SECS", "3")).await;
+    let env = TestEnv::with(EnvOptions::default().var("SESSION_TTL_SECS", "3")).await;
     let a = env.api.login(&mobile(910)).await;
     let (mut sio, _) = RawSio::login(&env.ws_url(""), &a.token).await;
     let mut json_ws = RawWs::connect(&env.ws_url(&format!("/?token={}", a.token)))
@@ -198,10 +198,155 @@ async fn logout_all_ends_every_session_and_socket_of_the_user() {
     .await;
     let echo = s3.wait_event("message").await;
     assert_eq!(echo["text"], "anyone?");
+    // Their refresh tokens died with them.
+    for refresh in [&phone.refresh_token, &laptop.refresh_token] {
+        let r = env
+            .api
+            .post(
+                "/users/auth/refresh",
+                None,
+                json!({ "refresh_token": refresh }),
+            )
+            .await;
+        assert_eq!((r.status, r.code()), (401, "unauthorized"));
+    }
     // A dead token cannot do it again.
     let again = env
         .api
         .post("/users/auth/logout_all", Some(&phone.token), json!({}))
         .await;
     assert_eq!((again.status, again.code()), (401, "unauthorized"));
+}
+
+async fn refresh(env: &TestEnv, refresh_token: &str) -> harness::client::Resp {
+    env.api
+        .post(
+            "/users/auth/refresh",
+            None,
+            json!({ "refresh_token": refresh_token }),
+        )
+        .await
+}
+
+#[tokio::test]
+async fn access_tokens_are_short_lived_and_refresh_tokens_renew_them_once_each() {
+    let env = TestEnv::with(EnvOptions::default().var("ACCESS_TOKEN_TTL_SECS", "2")).await;
+    let u = env.api.login(&mobile(940)).await;
+    let friend = env.api.login(&mobile(941)).await;
+    // The socket belongs to the login session, not to the access token that opened it.
+    let (mut sio, _) = RawSio::login(&env.ws_url(""), &u.token).await;
+    let (mut fs, _) = RawSio::login(&env.ws_url(""), &friend.token).await;
+    wait_for_expiry(&env, &u.token).await;
+    fs.emit(
+        "send_message",
+        json!({ "to": u.user_id, "text": "still there?" }),
+    )
+    .await;
+    assert_eq!(sio.wait_event("message").await["text"], "still there?");
+
+    // Refresh: a new pair, the same user, a token that works.
+    let first = refresh(&env, &u.refresh_token).await;
+    assert_eq!(first.status, 200, "{:?}", first.body);
+    let token = first.body["token"].as_str().unwrap().to_owned();
+    let next_refresh = first.body["refresh_token"].as_str().unwrap().to_owned();
+    assert_ne!(token, u.token);
+    assert_ne!(next_refresh, u.refresh_token);
+    assert_eq!(first.body["user_id"], u.user_id.as_str());
+    let me = env.api.get("/users/me", Some(&token)).await;
+    assert_eq!(
+        (me.status, me.body["user_id"].as_str()),
+        (200, Some(u.user_id.as_str()))
+    );
+    // The access token lives ACCESS_TOKEN_TTL_SECS, the session much longer.
+    let access_ends =
+        chrono::DateTime::parse_from_rfc3339(first.body["expires_at"].as_str().unwrap()).unwrap();
+    let session_ends =
+        chrono::DateTime::parse_from_rfc3339(first.body["refresh_expires_at"].as_str().unwrap())
+            .unwrap();
+    assert!(
+        session_ends - access_ends > chrono::TimeDelta::days(1),
+        "{:?}",
+        first.body
+    );
+
+    // The next refresh token works in turn, and the session's socket is still open.
+    let second = refresh(&env, &next_refresh).await;
+    assert_eq!(second.status, 200, "{:?}", second.body);
+    let latest = second.body["token"].as_str().unwrap().to_owned();
+    fs.emit(
+        "send_message",
+        json!({ "to": u.user_id, "text": "after two refreshes" }),
+    )
+    .await;
+    assert_eq!(
+        sio.wait_event("message").await["text"],
+        "after two refreshes"
+    );
+
+    // Reusing an exchanged refresh token ends the whole session: every token and the socket.
+    let reused = refresh(&env, &u.refresh_token).await;
+    assert_eq!((reused.status, reused.code()), (401, "refresh_reused"));
+    let frames = frames_until_closed(&mut sio.ws, WAIT).await;
+    assert!(frames.iter().any(|f| f == "41"), "{frames:?}");
+    assert_eq!(env.api.get("/users/me", Some(&latest)).await.status, 401);
+    let newest = second.body["refresh_token"].as_str().unwrap();
+    assert_eq!(refresh(&env, newest).await.status, 401);
+    // The friend's session is untouched: their socket still sends.
+    fs.emit("send_message", json!({ "to": u.user_id, "text": "gone?" }))
+        .await;
+    // (Its own earlier messages come back to it first.)
+    for text in ["still there?", "after two refreshes", "gone?"] {
+        assert_eq!(fs.wait_event("message").await["text"], text);
+    }
+}
+
+#[tokio::test]
+async fn refresh_refuses_bad_input_and_ended_sessions() {
+    let env = TestEnv::start().await;
+    let u = env.api.login(&mobile(950)).await;
+    for (body, status, code) in [
+        (json!({}), 400, "invalid_body"),
+        (json!({ "refresh_token": 42 }), 400, "invalid_body"),
+        (json!({ "refresh_token": "short" }), 401, "unauthorized"),
+        // An access token is not a refresh token.
+        (json!({ "refresh_token": u.token }), 401, "unauthorized"),
+    ] {
+        let r = env
+            .api
+            .post("/users/auth/refresh", None, body.clone())
+            .await;
+        assert_eq!((r.status, r.code()), (status, code), "{body}");
+        assert!(
+            !r.body.to_string().contains(&u.token),
+            "echoed: {:?}",
+            r.body
+        );
+    }
+    // Two exchanges of one refresh token racing: one wins, the other is a reuse.
+    let (a, b) = tokio::join!(
+        refresh(&env, &u.refresh_token),
+        refresh(&env, &u.refresh_token)
+    );
+    let mut statuses = [a.status, b.status];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 401], "{:?} {:?}", a.body, b.body);
+
+    // Logout ends the session: its refresh token no longer works.
+    let v = env.api.login(&mobile(951)).await;
+    let out = env
+        .api
+        .post("/users/auth/logout", Some(&v.token), json!({}))
+        .await;
+    assert_eq!(out.status, 204);
+    let r = refresh(&env, &v.refresh_token).await;
+    assert_eq!((r.status, r.code()), (401, "unauthorized"));
+}
+
+#[tokio::test]
+async fn no_refresh_after_the_session_ends() {
+    let env = TestEnv::with(EnvOptions::default().var("SESSION_TTL_SECS", "2")).await;
+    let u = env.api.login(&mobile(960)).await;
+    wait_for_expiry(&env, &u.token).await;
+    let r = refresh(&env, &u.refresh_token).await;
+    assert_eq!((r.status, r.code()), (401, "unauthorized"));
 }

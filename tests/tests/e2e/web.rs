@@ -76,7 +76,8 @@ async fn web_client_in_chromium() {
         Path::new(&chromium).exists(),
         "{chromium} is missing: run `make web-tools` (apt-get install chromium)"
     );
-    let env = TestEnv::start().await;
+    // Short-lived access tokens: the browser must refresh its session while it chats.
+    let env = TestEnv::with(harness::EnvOptions::default().var("ACCESS_TOKEN_TTL_SECS", "4")).await;
     let control = Control {
         db: env.db.clone(),
         management: env.gateway.management_url(),
