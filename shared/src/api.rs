@@ -243,5 +243,8 @@ pub enum SystemEvent {
         message: String,
         #[serde(skip_serializing_if = "Option::is_none")]
         event: Option<String>,
+        /// `rate_limited`: whole seconds until the event would be accepted.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        retry_after: Option<u64>,
     },
 }

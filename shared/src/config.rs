@@ -67,7 +67,7 @@ impl AllowedOrigins {
     }
 }
 
-/// At most `max` hits per `window` (fixed windows).
+/// At most `max` hits per `window` (a fixed window, or a token bucket's capacity and refill).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limit {
     pub max: u64,
@@ -179,8 +179,9 @@ pub struct Config {
     pub otp_ttl: Duration,
     /// Abuse limits on logging in (see `limits.rs`).
     pub login_limits: LoginLimits,
-    /// `send_message` + `typing` events per user (all connections) per window:
-    /// `EVENTS_PER_USER` (default 30) per `EVENTS_WINDOW_SECS` (default 10).
+    /// `send_message` + `typing` events per user (all connections): a token bucket of
+    /// `EVENTS_PER_USER` (default 30) refilled at that many per `EVENTS_WINDOW_SECS`
+    /// (default 10), so a burst of 30, then 3 a second.
     pub events_per_user: Limit,
     /// Live connections a user may have at once (`MAX_CONNECTIONS_PER_USER`, default 10).
     pub max_connections_per_user: u64,

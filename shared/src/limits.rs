@@ -1,6 +1,9 @@
-//! Rate limits kept in MongoDB (every function instance sees the same counts): one counter
-//! per key and fixed window in `rate_limits`, bumped atomically; a TTL index forgets it when
-//! its window is over.
+//! Rate limits kept in MongoDB (every function instance sees the same counts), in
+//! `rate_limits`, forgotten by a TTL index once they no longer matter:
+//! - [`hit`]: one counter per key and fixed window, bumped atomically (login limits);
+//! - [`take`]: a token bucket per key (the per-user event rate): bursts up to `max`, refilled
+//!   steadily at `max` per `window`, kept as one timestamp (GCRA) and moved by conditional
+//!   updates, so concurrent takers on any instance never overdraw it.
 
 use std::time::Duration;
 
@@ -10,7 +13,7 @@ use mongodb::options::ReturnDocument;
 use crate::app::App;
 use crate::config::Limit;
 use crate::error::{Result, StoreError};
-use crate::store::is_duplicate_key;
+use crate::store::{BucketDoc, is_duplicate_key};
 use crate::time;
 
 /// Counts one hit on `key`. `Ok(None)` when it is within `limit`, `Ok(Some(wait))` when it
@@ -50,5 +53,65 @@ pub async fn hit(app: &App, key: &str, limit: Limit) -> Result<Option<Duration>>
         }
     }
     // The key may name a phone number: it stays out of errors and logs.
+    Err(StoreError::LockTimeout("rate limit".to_owned()).into())
+}
+
+/// Takes one token from the bucket `key` (capacity `limit.max`, refilled at `limit.max` per
+/// `limit.window`). `Ok(None)` when there was one, `Ok(Some(wait))` when the bucket is empty
+/// and the next token comes in `wait`.
+pub async fn take(app: &App, key: &str, limit: Limit) -> Result<Option<Duration>> {
+    let window_ms = i64::try_from(limit.window.as_millis())
+        .unwrap_or(i64::MAX)
+        .max(1);
+    let max = i64::try_from(limit.max).unwrap_or(i64::MAX);
+    if max == 0 {
+        return Ok(Some(limit.window));
+    }
+    // The emission interval: one token per `interval` ms.
+    let interval = (window_ms / max).max(1);
+    let id = format!("bucket:{key}");
+    let buckets = app.store.rate_limits.clone_with_type::<BucketDoc>();
+    for _ in 0..4 {
+        let now = time::now().timestamp_millis();
+        // Full (or new): start over from now. One round trip in the common case.
+        let fresh = buckets
+            .update_one(
+                doc! { "_id": &id, "tat": { "$lte": now } },
+                doc! { "$set": {
+                    "tat": now + interval,
+                    "expires_at": bson::DateTime::from_millis(now + interval),
+                } },
+            )
+            .upsert(true)
+            .await;
+        match fresh {
+            Ok(_) => return Ok(None),
+            // The bucket exists and is not full.
+            Err(e) if is_duplicate_key(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
+        // Not empty yet: take a token by moving `tat` one interval on.
+        let limit_tat = now + window_ms - interval;
+        let taken = buckets
+            .update_one(
+                doc! { "_id": &id, "tat": { "$gt": now, "$lte": limit_tat } },
+                doc! {
+                    "$inc": { "tat": interval },
+                    "$max": { "expires_at": bson::DateTime::from_millis(now + window_ms) },
+                },
+            )
+            .await?;
+        if taken.matched_count == 1 {
+            return Ok(None);
+        }
+        match buckets.find_one(doc! { "_id": &id }).await? {
+            Some(b) if b.tat > limit_tat => {
+                let wait = u64::try_from(b.tat - limit_tat).unwrap_or(1).max(1);
+                return Ok(Some(Duration::from_millis(wait)));
+            }
+            // Moved or forgotten meanwhile: try again.
+            _ => {}
+        }
+    }
     Err(StoreError::LockTimeout("rate limit".to_owned()).into())
 }

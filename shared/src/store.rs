@@ -228,6 +228,18 @@ pub struct RateLimitDoc {
     pub expires_at: DateTime,
 }
 
+/// `rate_limits`, token-bucket keys (`bucket:<key>`): the bucket as one timestamp, the
+/// "theoretical arrival time" of the generic cell rate algorithm (GCRA): full when `tat` is
+/// in the past, empty when it is a whole window ahead. The TTL index forgets it once full.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BucketDoc {
+    #[serde(rename = "_id")]
+    pub key: String,
+    /// Milliseconds since the epoch.
+    pub tat: i64,
+    pub expires_at: DateTime,
+}
+
 impl Store {
     pub fn new(db: Database) -> Self {
         Self {

@@ -87,15 +87,32 @@ pub async fn get_settled(app: &App, id: &ConnectionId) -> Result<Option<Connecti
     Ok(doc)
 }
 
-/// Records the login session that authenticated a connection (Socket.IO CONNECT).
+/// Records the user and login session that authenticated a connection (Socket.IO CONNECT).
 pub async fn bind_session(app: &App, id: &ConnectionId, auth: &Authenticated) -> Result<()> {
     app.store
         .connections
         .update_one(
             doc! { "_id": id.as_str() },
             doc! { "$set": {
+                "user_id": auth.user.object_id(),
                 "session": &auth.session,
                 "session_expires_at": time::to_bson(auth.expires_at),
+            } },
+        )
+        .await?;
+    Ok(())
+}
+
+/// Undoes [`bind_session`] for a CONNECT that is refused after all.
+pub async fn unbind_session(app: &App, id: &ConnectionId) -> Result<()> {
+    app.store
+        .connections
+        .update_one(
+            doc! { "_id": id.as_str() },
+            doc! { "$set": {
+                "user_id": bson::Bson::Null,
+                "session": bson::Bson::Null,
+                "session_expires_at": bson::Bson::Null,
             } },
         )
         .await?;
@@ -200,12 +217,12 @@ pub async fn touch(app: &App, id: &ConnectionId) -> Result<()> {
     Ok(())
 }
 
-/// How many live connections `user` has.
-pub async fn live_count(app: &App, user: UserId) -> Result<u64> {
+/// How many connections are bound to `user` (live, or past authentication and about to be).
+pub async fn bound_count(app: &App, user: UserId) -> Result<u64> {
     Ok(app
         .store
         .connections
-        .count_documents(doc! { "user_id": user.object_id(), "live": true })
+        .count_documents(doc! { "user_id": user.object_id() })
         .await?)
 }
 

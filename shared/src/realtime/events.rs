@@ -64,8 +64,24 @@ impl ServerEvent {
             code: p.code.to_owned(),
             message: p.message,
             event: event.map(str::to_owned),
+            retry_after: p.retry_after.map(whole_seconds),
         })
     }
+}
+
+/// The Socket.IO ack argument for a refused event: `{"error":{code, message, retry_after?}}`.
+pub fn ack_error(e: &Error) -> Value {
+    let p = e.public();
+    let mut error = json!({ "code": p.code, "message": p.message });
+    if let Some(wait) = p.retry_after {
+        error["retry_after"] = json!(whole_seconds(wait));
+    }
+    json!({ "error": error })
+}
+
+/// A wait in whole seconds, rounded up.
+fn whole_seconds(d: std::time::Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
 #[cfg(test)]

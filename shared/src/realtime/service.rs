@@ -346,7 +346,7 @@ pub async fn dispatch(app: &App, caller: &Caller, event: ClientEvent) -> Result<
     if matches!(event, ClientEvent::SendMessage(_) | ClientEvent::Typing(_)) {
         // Per-user send rate, counted for all of the user's connections on every instance.
         let key = format!("events:{}", caller.user);
-        if let Some(retry_after) = limits::hit(app, &key, app.config.events_per_user).await? {
+        if let Some(retry_after) = limits::take(app, &key, app.config.events_per_user).await? {
             return Err(ChatError::EventRateLimited { retry_after }.into());
         }
     }

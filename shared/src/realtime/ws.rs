@@ -14,7 +14,7 @@ use crate::app::App;
 use crate::auth;
 use crate::domain::{ConnectionId, Token, UserId};
 use crate::error::{AuthError, Error, InputError, Result};
-use crate::realtime::events::ServerEvent;
+use crate::realtime::events::{self, ServerEvent};
 use crate::realtime::service::{self, Caller, ClientEvent};
 use crate::realtime::sio_env::{AppEnv, state_of};
 use crate::realtime::{connections, fanout, outbox};
@@ -73,10 +73,11 @@ pub async fn on_connect(
             },
             _ => return Ok(response(401, Some("Unauthorized"))),
         };
-        if at_connection_cap(app, session.user).await? {
+        connections::register(app, &id, Protocol::Json, Some(&session), None).await?;
+        if over_connection_cap(app, session.user).await? {
+            connections::remove(app, &id).await?;
             return Ok(response(429, Some("Too many connections")));
         }
-        connections::register(app, &id, Protocol::Json, Some(&session), None).await?;
         app.invoker
             .invoke_async(&Task::Welcome {
                 connection_id: id.clone(),
@@ -88,11 +89,13 @@ pub async fn on_connect(
     .await
 }
 
-/// Whether `user` already has as many live connections as one user may
-/// (`MAX_CONNECTIONS_PER_USER`). Connections that race past the count together may exceed it
-/// by the few that were checking at the same moment.
-async fn at_connection_cap(app: &App, user: UserId) -> Result<bool> {
-    Ok(connections::live_count(app, user).await? >= app.config.max_connections_per_user)
+/// Whether `user`, counting a connection that has just been bound to them, has more
+/// connections than one user may (`MAX_CONNECTIONS_PER_USER`); if so, that connection must
+/// go. Counting after binding, never before, is what makes the cap hold under races: of
+/// connections arriving together each sees all the others, so at worst all of them are
+/// refused (the clients retry), never too many kept.
+async fn over_connection_cap(app: &App, user: UserId) -> Result<bool> {
+    Ok(connections::bound_count(app, user).await? > app.config.max_connections_per_user)
 }
 
 /// `$disconnect`: forgets the connection.
@@ -270,12 +273,7 @@ async fn refuse_frame(app: &App, id: &crate::domain::ConnectionId, frame: &Frame
             })) => {
                 let mut frames = vec![ServerEvent::error(e, Some(&name)).frame(Protocol::SocketIo)];
                 if let Some(ack) = ack {
-                    let p = e.public();
-                    frames.push(socketio::ack(
-                        &ns,
-                        ack,
-                        &[serde_json::json!({ "error": { "code": p.code, "message": p.message } })],
-                    ));
+                    frames.push(socketio::ack(&ns, ack, &[events::ack_error(e)]));
                 }
                 frames
             }
@@ -321,10 +319,11 @@ impl<'a> SocketApp<AppEnv<'a>> for ChatSocket {
         match token {
             Some(Ok(token)) => match auth::authenticate_session(env.app, &token).await {
                 Ok(session) => {
-                    if at_connection_cap(env.app, session.user).await? {
+                    connections::bind_session(env.app, id, &session).await?;
+                    if over_connection_cap(env.app, session.user).await? {
+                        connections::unbind_session(env.app, id).await?;
                         return Ok(Authorized::Refused("too_many_connections".into()));
                     }
-                    connections::bind_session(env.app, id, &session).await?;
                     Ok(Authorized::Principal(session.user.to_string()))
                 }
                 Err(Error::Auth(_)) => Ok(Authorized::Refused("unauthorized".into())),
@@ -416,12 +415,7 @@ async fn sio_event(
             crate::http::log_error(&e);
             let mut frames = vec![ServerEvent::error(&e, Some(name)).frame(Protocol::SocketIo)];
             if let Some(ack) = ack {
-                let p = e.public();
-                frames.push(socketio::ack(
-                    ns,
-                    ack,
-                    &[serde_json::json!({ "error": { "code": p.code, "message": p.message } })],
-                ));
+                frames.push(socketio::ack(ns, ack, &[events::ack_error(&e)]));
             }
             outbox::post_frames(app, id, &frames).await;
             if e.is_internal() { Err(e) } else { Ok(()) }

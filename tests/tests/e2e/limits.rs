@@ -3,9 +3,10 @@
 //! connections per user.
 
 use std::net::IpAddr;
+use std::time::Duration;
 
 use harness::client::{Api, mobile};
-use harness::ws::{RawSio, RawWs};
+use harness::ws::{RawSio, RawWs, WAIT};
 use harness::{EnvOptions, TestEnv};
 use serde_json::{Value, json};
 
@@ -88,7 +89,7 @@ async fn a_user_over_the_send_rate_is_refused_and_stays_connected() {
     let b = env.api.login(&mobile(991)).await;
     let (mut sa, _) = RawSio::login(&env.ws_url(""), &a.token).await;
     let (mut sb, _) = RawSio::login(&env.ws_url(""), &b.token).await;
-    // Seven sends at once: whatever window boundary falls among them, at most six fit.
+    // Seven sends at once: a bucket of three (refilled one per 10 s) lets exactly three by.
     for i in 1..=7 {
         let m = json!(["send_message", { "to": b.user_id, "text": format!("m{i}") }]);
         sa.send(&format!("42{i}{m}")).await.unwrap();
@@ -107,8 +108,7 @@ async fn a_user_over_the_send_rate_is_refused_and_stays_connected() {
             Some(other) => panic!("unexpected error {other}"),
         }
     }
-    assert!((3..=6).contains(&accepted), "{accepted} accepted");
-    assert!(refused >= 1);
+    assert_eq!((accepted, refused), (3, 4));
     // The connection stays: what the partner sends still arrives.
     sb.emit(
         "send_message",
@@ -124,6 +124,66 @@ async fn a_user_over_the_send_rate_is_refused_and_stays_connected() {
         }
         assert_eq!(got["from"], a.user_id.as_str());
     }
+}
+
+/// Emits `name` with an ack id and returns the ack's arguments.
+async fn emit_ack(s: &mut RawSio, id: u32, name: &str, data: &Value) -> Vec<Value> {
+    s.send(&format!("42{id}{}", json!([name, data])))
+        .await
+        .unwrap();
+    let prefix = format!("43{id}");
+    loop {
+        let f = s.frame().await;
+        if let Some(body) = f.strip_prefix(&prefix) {
+            return serde_json::from_str(body).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_event_bucket_refills_steadily() {
+    // Three tokens, one more every 500 ms.
+    let env = TestEnv::with(
+        EnvOptions::default()
+            .var("EVENTS_PER_USER", "3")
+            .var("EVENTS_WINDOW_SECS", "1")
+            .var("CHAT_EXPERIMENTS", "off"),
+    )
+    .await;
+    let a = env.api.login(&mobile(992)).await;
+    let b = env.api.login(&mobile(993)).await;
+    let (mut sa, _) = RawSio::login(&env.ws_url(""), &a.token).await;
+    let typing = json!({ "to": b.user_id, "typing": true });
+    let mut results = Vec::new();
+    for id in 0..4 {
+        results.push(emit_ack(&mut sa, id, "typing", &typing).await);
+    }
+    let refused = &results[3][0]["error"];
+    assert!(
+        results[..3].iter().all(|r| r[0].get("error").is_none()),
+        "{results:?}"
+    );
+    assert_eq!(refused["code"], "rate_limited", "{results:?}");
+    // The refusal says when the next token comes; it comes then, not a whole window later.
+    let wait = refused["retry_after"].as_u64().expect("retry_after");
+    assert!(wait <= 1, "{refused}");
+    let started = std::time::Instant::now();
+    let mut id = 10;
+    loop {
+        id += 1;
+        if emit_ack(&mut sa, id, "typing", &typing).await[0]
+            .get("error")
+            .is_none()
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "no token came back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(started.elapsed() < Duration::from_millis(1500));
 }
 
 #[tokio::test]
@@ -143,4 +203,34 @@ async fn live_connections_per_user_are_capped() {
         }
         other => panic!("expected a 429 handshake, got {:?}", other.map(|_| ())),
     }
+}
+
+#[tokio::test]
+async fn the_connection_cap_holds_when_connections_race() {
+    let env = TestEnv::with(EnvOptions::default().var("MAX_CONNECTIONS_PER_USER", "2")).await;
+    let a = env.api.login(&mobile(996)).await;
+    let url = env.ws_url("");
+    let attempts = (0..8).map(|_| RawSio::connect(&url, &a.token));
+    let outcomes = futures::future::join_all(attempts).await;
+    let (kept, refused): (Vec<_>, Vec<_>) = outcomes
+        .into_iter()
+        .partition(|(_, answer)| answer.starts_with("40"));
+    assert!(kept.len() <= 2, "{} connections kept", kept.len());
+    for (_, answer) in &refused {
+        assert!(answer.contains("too_many_connections"), "{answer}");
+    }
+    // The refused ones left nothing behind: once the kept ones are gone, two fit again.
+    drop(kept);
+    drop(refused);
+    harness::eventually("the connections are gone", WAIT, || async {
+        env.db
+            .collection::<bson::Document>("connections")
+            .count_documents(bson::doc! { "user_id": { "$ne": null } })
+            .await
+            .unwrap()
+            == 0
+    })
+    .await;
+    let _one = RawSio::login(&url, &a.token).await;
+    let _two = RawSio::login(&url, &a.token).await;
 }
