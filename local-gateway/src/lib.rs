@@ -23,7 +23,7 @@
 //! the other); @connections posts and Lambda invokes can be given AWS-like latency
 //! (`GATEWAY_POST_LATENCY_MS`).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -44,6 +44,7 @@ mod lambda_api;
 mod management;
 pub mod routes;
 mod schedule;
+pub mod secrets;
 pub mod sns;
 mod static_site;
 mod websocket;
@@ -102,6 +103,8 @@ pub struct Options {
     pub sms_undeliverable: HashSet<String>,
     /// Every SNS publish fails (`GATEWAY_SMS_OUTAGE=1`).
     pub sms_outage: bool,
+    /// The Secrets Manager emulation's secrets, id → secret string (`GATEWAY_SECRETS_FILE`).
+    pub secrets: HashMap<String, String>,
 }
 
 impl Options {
@@ -122,6 +125,7 @@ impl Options {
             web_root: None,
             sms_undeliverable: HashSet::new(),
             sms_outage: false,
+            secrets: HashMap::new(),
         }
     }
 
@@ -149,6 +153,9 @@ impl Options {
         }
         if let Some(v) = get("GATEWAY_SMS_OUTAGE") {
             self.sms_outage = v == "1" || v == "true";
+        }
+        if let Some(path) = get("GATEWAY_SECRETS_FILE").filter(|p| !p.is_empty()) {
+            self.secrets = secrets::read_file(&path)?;
         }
         if let Some(ms) = get("GATEWAY_POST_LATENCY_MS") {
             let ms: u64 = ms
@@ -206,6 +213,7 @@ pub struct Gateway {
     pub management_addr: SocketAddr,
     management_shutdown: Option<oneshot::Sender<()>>,
     management_task: tokio::task::JoinHandle<()>,
+    secrets_task: tokio::task::JoinHandle<()>,
     /// The first instance (tests read the database through it).
     pub app: &'static App,
     /// Every instance.
@@ -252,6 +260,7 @@ impl Gateway {
         }
         let _ = (&mut self.task).await;
         let _ = (&mut self.management_task).await;
+        self.secrets_task.abort();
     }
 
     /// Runs until the server stops (Ctrl-C is handled by the caller).
@@ -292,14 +301,20 @@ pub async fn start(options: Options) -> anyhow::Result<Gateway> {
         "http://{mgmt_addr}{}",
         sns::PATH.trim_end_matches('/')
     ));
+    // Secrets Manager answers the functions' cold starts, so it is up before them.
+    let (secrets_url, secrets_task) = secrets::serve(options.secrets.clone()).await?;
+    if let Some(source) = config.secrets.as_mut() {
+        source.endpoint = Some(secrets_url);
+    }
     let sdk = sdk_config(mgmt_addr).await;
     let mut apps: Vec<&'static App> = Vec::new();
     for _ in 0..options.instances.max(1) {
         // Each instance is a cold start of its own: its own client, caches and random source.
         let app = match options.mongo_client.clone() {
-            Some(client) => App::with_client(config.clone(), &sdk, client).await?,
-            None => App::new(config.clone(), &sdk).await?,
+            Some(client) => App::with_client(config.clone(), &sdk, client).await,
+            None => App::new(config.clone(), &sdk).await,
         };
+        let app = app.inspect_err(|_| secrets_task.abort())?;
         apps.push(Box::leak(Box::new(app)));
     }
     let app = apps[0];
@@ -398,6 +413,7 @@ pub async fn start(options: Options) -> anyhow::Result<Gateway> {
         management_addr: mgmt_addr,
         management_shutdown: Some(mgmt_tx),
         management_task,
+        secrets_task,
         app,
         apps,
         sms,

@@ -30,6 +30,8 @@ pub enum BootError {
     Mongo(#[from] mongodb::error::Error),
     #[error("migrations failed at cold start")]
     Migrations(#[from] migrations::MigrationError),
+    #[error(transparent)]
+    Secrets(#[from] crate::secrets::SecretsError),
 }
 
 /// A map kept by a warm process for facts that cannot become false while it lives (a user
@@ -138,6 +140,7 @@ impl App {
     }
 
     pub async fn new(config: Config, sdk: &aws_config::SdkConfig) -> Result<App, BootError> {
+        let config = crate::secrets::apply(config, sdk).await?;
         let client = mongo_client(&config).await?;
         Self::with_client(config, sdk, client).await
     }
@@ -148,6 +151,7 @@ impl App {
         sdk: &aws_config::SdkConfig,
         client: mongodb::Client,
     ) -> Result<App, BootError> {
+        let config = crate::secrets::apply(config, sdk).await?;
         let store = Store::new(client.database(&config.mongo_db));
         if config.run_migrations {
             migrations::run_pending(&store.db).await?;

@@ -158,9 +158,25 @@ pub struct WsConfig {
     pub connect_timeout: Duration,
 }
 
+/// Where the secrets come from when `APP_SECRET` is set (see `secrets.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretSource {
+    /// `APP_SECRET`: the Secrets Manager secret (name or ARN) holding `MONGO_URI` and
+    /// `HASH_SECRET` as a JSON object.
+    pub id: String,
+    /// `SECRETS_ENDPOINT`: where Secrets Manager is reached (the local gateway's emulation);
+    /// AWS's own when unset.
+    pub endpoint: Option<String>,
+    /// The secret must hold `HASH_SECRET` (inside Lambda, when the environment has none).
+    pub hash_secret_required: bool,
+}
+
 /// Everything a function needs to know, read once.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
+    /// Read once per cold start, before anything else uses `mongo_uri` or `hash_key`; `None`
+    /// once applied (or when the environment holds them, as in local development).
+    pub secrets: Option<SecretSource>,
     pub mongo_uri: String,
     pub mongo_db: String,
     /// `MONGO_TIMEOUT_MS`: how long the driver looks for a usable server before an operation
@@ -240,13 +256,18 @@ impl Config {
             tracing::warn!("OTP_MODE=emulated in a deployed stage: request_otp returns the code");
         }
         let sns_endpoint = (r.get)("SNS_ENDPOINT").filter(|s| !s.is_empty());
+        let secrets = r.opt_string("APP_SECRET").map(|id| SecretSource {
+            id,
+            endpoint: r.opt_string("SECRETS_ENDPOINT"),
+            hash_secret_required: in_lambda && r.opt_string("HASH_SECRET").is_none(),
+        });
         let hash_key = match r.opt_string("HASH_SECRET") {
             Some(secret) => HashKey::new(secret.as_bytes()).ok_or_else(|| ConfigError {
                 key: "HASH_SECRET",
                 value: "(hidden)".to_owned(),
                 why: "must be at least 32 characters",
             })?,
-            None if in_lambda => {
+            None if in_lambda && secrets.is_none() => {
                 return Err(ConfigError {
                     key: "HASH_SECRET",
                     value: String::new(),
@@ -308,6 +329,7 @@ impl Config {
             });
         }
         Ok(Self {
+            secrets,
             mongo_uri: r.string("MONGO_URI", "mongodb://localhost:27017"),
             mongo_db: r.string("MONGO_DB", "chat"),
             mongo_timeout: r.millis("MONGO_TIMEOUT_MS", 5_000)?,

@@ -18,6 +18,7 @@ pub(crate) const LAYERS: &[(&str, &[&str])] = &[
             "push",
             "invoke",
             "sms",
+            "secrets",
             "limits",
             "app",
             "telemetry",

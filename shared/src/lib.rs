@@ -24,6 +24,7 @@ pub mod limits;
 pub mod push;
 pub mod realtime;
 pub mod scheduler;
+pub mod secrets;
 pub mod sms;
 pub mod socketio;
 pub mod store;

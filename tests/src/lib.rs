@@ -116,6 +116,8 @@ pub struct EnvOptions {
     pub vars: HashMap<String, String>,
     pub schedule_every: Duration,
     pub limits: local_gateway::Limits,
+    /// Secrets the gateway's Secrets Manager emulation holds (id → secret string).
+    pub secrets: HashMap<String, String>,
 }
 
 impl Default for EnvOptions {
@@ -148,6 +150,7 @@ impl Default for EnvOptions {
             vars,
             schedule_every: Duration::from_millis(200),
             limits: local_gateway::Limits::default(),
+            secrets: HashMap::new(),
         }
     }
 }
@@ -172,6 +175,11 @@ impl TestEnv {
     }
 
     pub async fn with(options: EnvOptions) -> TestEnv {
+        Self::try_with(options).await.expect("gateway starts")
+    }
+
+    /// As [`TestEnv::with`], with the gateway's start-up error (a cold start that fails).
+    pub async fn try_with(options: EnvOptions) -> anyhow::Result<TestEnv> {
         let db_name = unique_db_name();
         let mut vars = options.vars.clone();
         vars.entry("MONGO_URI".into())
@@ -187,10 +195,11 @@ impl TestEnv {
         gw.schedule_every = options.schedule_every;
         gw.limits = options.limits;
         gw.web_root = Some(workspace_root().join("web/public"));
-        let gateway = local_gateway::start(gw).await.expect("gateway starts");
+        gw.secrets = options.secrets;
+        let gateway = local_gateway::start(gw).await?;
         let api = Api::new(gateway.http_url());
         let db = gateway.app.store.db.clone();
-        TestEnv { gateway, api, db }
+        Ok(TestEnv { gateway, api, db })
     }
 
     pub fn http_url(&self) -> String {

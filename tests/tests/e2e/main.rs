@@ -16,6 +16,7 @@ mod load;
 mod migrations_runner;
 mod realtime;
 mod rest;
+mod secrets;
 mod sessions;
 mod sms;
 mod template;
