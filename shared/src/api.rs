@@ -236,7 +236,17 @@ pub struct TypingEvent {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum SystemEvent {
     /// After a successful authentication: who you are and how many stored messages follow.
-    Welcome { user_id: UserId, pending: u64 },
+    Welcome {
+        user_id: UserId,
+        pending: u64,
+        /// Plain-JSON clients: the recoverable session (`?resume=<pid>:<offset>`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pid: Option<String>,
+        /// Plain-JSON clients resuming: whether the session was recovered (the events it
+        /// missed follow, then the backlog).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        recovered: Option<bool>,
+    },
     /// A refused event; the connection stays open.
     Error {
         code: String,

@@ -156,6 +156,14 @@ pub struct WsConfig {
     pub max_payload: u32,
     /// `CONNECT_TIMEOUT_MS`: a Socket.IO connection that has not sent CONNECT by then is closed.
     pub connect_timeout: Duration,
+    /// `RECOVERY_WINDOW_SECS` (default 8100, 2 h 15 min; `0` turns recovery off): how long
+    /// after a connection ends its session can be recovered (Socket.IO connection state
+    /// recovery, `?resume=` for plain-JSON clients), and how long each user's event log
+    /// keeps an event.
+    pub recovery_window: Duration,
+    /// `RECOVERY_MAX_EVENTS` (default 1000): the most events one user's log keeps; a client
+    /// further behind than that gets a new session instead.
+    pub recovery_max_events: u32,
 }
 
 /// Where the secrets come from when `APP_SECRET` is set (see `secrets.rs`).
@@ -217,6 +225,10 @@ pub struct Config {
     pub ws: WsConfig,
     pub experiments: ExperimentsConfig,
 }
+
+/// How long a connection record may live: API Gateway closes every connection after 2
+/// hours (and a margin for its `$disconnect`).
+pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(2 * 3600 + 600);
 
 /// API Gateway's WebSocket message limit.
 pub const API_GATEWAY_MAX_MESSAGE: usize = 128 * 1024;
@@ -364,6 +376,11 @@ impl Config {
                 ping_timeout: r.millis("PING_TIMEOUT_MS", 20_000)?,
                 max_payload: max_payload as u32,
                 connect_timeout: r.millis("CONNECT_TIMEOUT_MS", 45_000)?,
+                recovery_window: Duration::from_secs(r.u64("RECOVERY_WINDOW_SECS", 8100)?),
+                recovery_max_events: u32::try_from(
+                    r.u64("RECOVERY_MAX_EVENTS", 1000)?.clamp(1, 100_000),
+                )
+                .unwrap_or(1000),
             },
             experiments,
         })

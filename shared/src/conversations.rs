@@ -141,7 +141,7 @@ async fn note_read_inner(app: &App, reader: UserId, partner: UserId, n: u64) -> 
         user_id: partner,
         unread: u64::try_from(summary.unread).unwrap_or(0),
     });
-    outbox::push_to_users(app, &[reader], &event).await?;
+    outbox::push_to_user(app, reader, &event).await?;
     Ok(())
 }
 
@@ -229,17 +229,15 @@ async fn receipts(
     read: &[ObjectId],
     at: time::Timestamp,
 ) -> Result<()> {
+    // Sent (and logged for recovery) even when no device of the sender is online.
     let conns = connections::of_users(app, &[sender]).await?;
-    if conns.is_empty() {
-        return Ok(());
-    }
     for id in delivered {
         let event = ServerEvent::Delivered(DeliveredEvent {
             message_id: MessageId::from_object_id(*id),
             to: reader,
             delivered_at: at,
         });
-        outbox::push(app, &conns, &event).await;
+        outbox::push(app, sender, &conns, &event).await;
     }
     for id in read {
         let event = ServerEvent::Read(ReadEvent {
@@ -247,7 +245,7 @@ async fn receipts(
             by: reader,
             read_at: at,
         });
-        outbox::push(app, &conns, &event).await;
+        outbox::push(app, sender, &conns, &event).await;
     }
     Ok(())
 }

@@ -30,6 +30,7 @@ pub(crate) const LAYERS: &[(&str, &[&str])] = &[
             "realtime::connections",
             "realtime::events",
             "realtime::outbox",
+            "realtime::recovery",
             "realtime::sio_env",
         ],
     ),

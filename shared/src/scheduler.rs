@@ -20,10 +20,11 @@ use crate::domain::UserId;
 use crate::error::{Error, InputError, Result, StoreError};
 use crate::realtime::events::ServerEvent;
 use crate::realtime::fanout::{self, Due};
+use crate::realtime::recovery::Start;
 use crate::realtime::sio_env::{AppEnv, engine_config};
 use crate::realtime::{connections, outbox, phantom};
 use crate::socketio::runtime;
-use crate::store::{ConnectionDoc, Protocol};
+use crate::store::ConnectionDoc;
 pub use crate::task::Task;
 use crate::time;
 
@@ -79,7 +80,10 @@ pub async fn run_task(app: &App, task: Task) -> Result<Report> {
                 report.opened = 1;
             }
         }
-        Task::Welcome { connection_id: id } => {
+        Task::Welcome {
+            connection_id: id,
+            resume_after,
+        } => {
             let Some(conn) = connections::get(app, &id).await? else {
                 return Ok(report);
             };
@@ -90,7 +94,11 @@ pub async fn run_task(app: &App, task: Task) -> Result<Report> {
                 return Ok(report);
             }
             // An empty probe would be visible to the client; wait with the real first frame.
-            if fanout::go_live(app, &id, Protocol::Json, user, true).await? {
+            let start = conn.pid.clone().map(|pid| match resume_after {
+                Some(after) => Start::Recovered { pid, after },
+                None => Start::New { pid },
+            });
+            if fanout::go_live(app, &conn, user, true, start.as_ref()).await? {
                 report.opened = 1;
             } else {
                 connections::remove(app, &id).await?;
@@ -114,7 +122,7 @@ pub async fn run_task(app: &App, task: Task) -> Result<Report> {
                     from,
                     typing: false,
                 });
-                outbox::push_to_users(app, &[to], &stop).await?;
+                outbox::push_to_user(app, to, &stop).await?;
             }
         }
     }
@@ -245,7 +253,10 @@ async fn phantom_typing(app: &App) -> Result<usize> {
             .filter(|c| c.user() == Some(user))
             .cloned()
             .collect();
-        if outbox::push(app, &user_conns, &start).await.is_empty() {
+        if outbox::push(app, user, &user_conns, &start)
+            .await
+            .is_empty()
+        {
             continue;
         }
         shown += 1;

@@ -171,6 +171,49 @@ pub struct ConnectionDoc {
     pub partial: Option<PartialPacket>,
     /// TTL field: API Gateway closes every connection after 2 hours.
     pub expires_at: DateTime,
+    /// The recoverable session (Socket.IO `pid`, JSON `resume`) this connection carries on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<String>,
+    /// Whether its events carry their offsets (the client implements recovery: it sent a
+    /// `pid`, or it speaks plain JSON).
+    #[serde(default)]
+    pub offsets: bool,
+}
+
+/// `event_logs`: one per user, the events sent to them (all their devices) for connection
+/// state recovery. Event `i` of `events` has offset `seq - (events.len() - 1 - i)`: every
+/// append increments `seq` and pushes one event in the same atomic update, and `$slice`
+/// keeps the newest `RECOVERY_MAX_EVENTS`. No TTL: offsets must never start over, so the
+/// document stays (bounded by the slice); events older than the window are not replayed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EventLogDoc {
+    #[serde(rename = "_id")]
+    pub user_id: ObjectId,
+    pub seq: i64,
+    #[serde(default)]
+    pub events: Vec<LoggedEvent>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoggedEvent {
+    /// The event's name (`message`, `delivered`, ...).
+    pub n: String,
+    /// Its payload, as JSON text.
+    pub d: String,
+    pub at: DateTime,
+}
+
+/// `recovery_sessions`: a recoverable session (`pid`) of one user's device. `end_offset` is
+/// the newest offset its last connection is known to have been sent before it ended (for a
+/// client that sent no offset of its own).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecoveryDoc {
+    #[serde(rename = "_id")]
+    pub pid: String,
+    pub user_id: ObjectId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_offset: Option<i64>,
+    pub expires_at: DateTime,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -216,6 +259,8 @@ pub struct Store {
     pub locks: Collection<LockDoc>,
     pub conversations: Collection<ConversationDoc>,
     pub rate_limits: Collection<RateLimitDoc>,
+    pub event_logs: Collection<EventLogDoc>,
+    pub recovery_sessions: Collection<RecoveryDoc>,
 }
 
 /// `rate_limits`: hits on one key within one fixed window (`<key>@<window start ms>`); a
@@ -252,6 +297,8 @@ impl Store {
             locks: db.collection("locks"),
             conversations: db.collection("conversations"),
             rate_limits: db.collection("rate_limits"),
+            event_logs: db.collection("event_logs"),
+            recovery_sessions: db.collection("recovery_sessions"),
             db,
         }
     }

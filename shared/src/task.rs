@@ -11,8 +11,13 @@ use crate::domain::{ConnectionId, UserId};
 pub enum Task {
     /// Post the Engine.IO open packet to a new Socket.IO connection.
     Open { connection_id: ConnectionId },
-    /// Welcome a new plain-JSON connection and deliver what waited for it.
-    Welcome { connection_id: ConnectionId },
+    /// Welcome a new plain-JSON connection and deliver what waited for it; `resume_after`:
+    /// its session (the connection's `pid`) was recovered, replay the log after that offset.
+    Welcome {
+        connection_id: ConnectionId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resume_after: Option<i64>,
+    },
     /// Deliver `user`'s messages that are due at `not_before_ms` (epoch milliseconds).
     Deliver { user: UserId, not_before_ms: i64 },
     /// End a phantom typing indicator.

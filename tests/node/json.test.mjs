@@ -34,9 +34,12 @@ test("plain-JSON handshake: bad or missing token → HTTP 401; a valid one gets 
 
   const user = await login();
   const ws = await connectJson(user.token);
-  assert.deepEqual(JSON.parse(ws.rawFrames[0]), {
+  const welcome = JSON.parse(ws.rawFrames[0]);
+  // `pid` names the recoverable session (`?resume=<pid>:<offset>`); this one is new.
+  assert.match(welcome.data.pid, /^[0-9a-f]{24}$/);
+  assert.deepEqual(welcome, {
     event: "system",
-    data: { type: "welcome", user_id: user.user_id, pending: 0 },
+    data: { type: "welcome", user_id: user.user_id, pending: 0, pid: welcome.data.pid, recovered: false },
   });
 });
 

@@ -12,7 +12,15 @@ def _id(message_id):
 def test_plain_json_and_socketio_clients_chat_both_ways(peers, users):
     alice, bob = users(2)
     plain = peers.plain(alice)
-    assert plain.welcome == {"type": "welcome", "user_id": alice.user_id, "pending": 0}
+    # `pid` names the recoverable session (`?resume=<pid>:<offset>`); this one is new.
+    assert plain.welcome == {
+        "type": "welcome",
+        "user_id": alice.user_id,
+        "pending": 0,
+        "pid": plain.welcome["pid"],
+        "recovered": False,
+    }
+    assert len(plain.welcome["pid"]) == 24
     sio = peers.sio(bob)
 
     # plain -> socket.io

@@ -35,6 +35,7 @@ mod v003_conversations;
 mod v004_delivery_leases;
 mod v005_rate_limits;
 mod v006_refresh_tokens;
+mod v007_recovery;
 
 pub(crate) static ALL: &[Migration] = &[
     Migration {
@@ -66,5 +67,10 @@ pub(crate) static ALL: &[Migration] = &[
         version: 6,
         name: "refresh_tokens",
         up: v006_refresh_tokens::up,
+    },
+    Migration {
+        version: 7,
+        name: "recovery",
+        up: v007_recovery::up,
     },
 ];

@@ -2,19 +2,18 @@
 //! it speaks and, once authenticated, its user. The record is what lets any function (there
 //! is no shared memory between Lambda invocations) find a user's connections.
 
-use std::time::Duration;
-
 use bson::doc;
 use futures::TryStreamExt;
 
 use crate::app::App;
 use crate::domain::{Authenticated, ConnectionId, UserId};
 use crate::error::Result;
+use crate::realtime::recovery;
 use crate::store::{ConnectionDoc, NamespaceJoin, PartialPacket, Protocol};
 use crate::time;
 
 /// API Gateway closes every connection after 2 hours; the record's TTL follows, with margin.
-pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(2 * 3600 + 600);
+pub use crate::config::MAX_CONNECTION_AGE;
 
 /// Records a new connection (at `$connect`).
 pub async fn register(
@@ -23,6 +22,7 @@ pub async fn register(
     protocol: Protocol,
     auth: Option<&Authenticated>,
     eio_sid: Option<String>,
+    pid: Option<String>,
 ) -> Result<()> {
     let now = time::now();
     let doc = ConnectionDoc {
@@ -41,6 +41,10 @@ pub async fn register(
         joined_once: false,
         acks_sent: 0,
         partial: None,
+        // Plain-JSON clients always get offsets (an extra field); Socket.IO clients once
+        // they show they implement recovery (`bind_session`).
+        offsets: pid.is_some() && protocol == Protocol::Json,
+        pid,
         expires_at: time::to_bson(
             now + chrono::TimeDelta::from_std(MAX_CONNECTION_AGE).unwrap_or_default(),
         ),
@@ -87,18 +91,27 @@ pub async fn get_settled(app: &App, id: &ConnectionId) -> Result<Option<Connecti
     Ok(doc)
 }
 
-/// Records the user and login session that authenticated a connection (Socket.IO CONNECT).
-pub async fn bind_session(app: &App, id: &ConnectionId, auth: &Authenticated) -> Result<()> {
+/// Records the user and login session that authenticated a connection (Socket.IO CONNECT),
+/// and its recoverable session: its `pid`, and whether its events carry offsets.
+pub async fn bind_session(
+    app: &App,
+    id: &ConnectionId,
+    auth: &Authenticated,
+    pid: Option<&str>,
+    offsets: bool,
+) -> Result<()> {
+    let mut set = doc! {
+        "user_id": auth.user.object_id(),
+        "session": &auth.session,
+        "session_expires_at": time::to_bson(auth.expires_at),
+        "offsets": offsets,
+    };
+    if let Some(pid) = pid {
+        set.insert("pid", pid);
+    }
     app.store
         .connections
-        .update_one(
-            doc! { "_id": id.as_str() },
-            doc! { "$set": {
-                "user_id": auth.user.object_id(),
-                "session": &auth.session,
-                "session_expires_at": time::to_bson(auth.expires_at),
-            } },
-        )
+        .update_one(doc! { "_id": id.as_str() }, doc! { "$set": set })
         .await?;
     Ok(())
 }
@@ -196,12 +209,22 @@ pub async fn leave(app: &App, id: &ConnectionId, ns: &str) -> Result<()> {
     Ok(())
 }
 
+/// Forgets a connection. If it carried a recoverable session, the session remembers where
+/// the connection ended (the head of the user's log now), for a client that comes back
+/// without an offset of its own.
 pub async fn remove(app: &App, id: &ConnectionId) -> Result<()> {
     app.sessions.forget(id.as_str());
-    app.store
+    let removed = app
+        .store
         .connections
-        .delete_one(doc! { "_id": id.as_str() })
+        .find_one_and_delete(doc! { "_id": id.as_str() })
         .await?;
+    if let Some(c) = removed
+        && let (Some(pid), Some(user)) = (&c.pid, c.user())
+    {
+        let head = recovery::head(app, user).await?;
+        recovery::ended(app, pid, head).await?;
+    }
     Ok(())
 }
 

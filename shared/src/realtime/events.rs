@@ -49,14 +49,32 @@ impl ServerEvent {
 
     /// The WebSocket frame for a connection speaking `protocol`.
     pub fn frame(&self, protocol: Protocol) -> String {
-        match protocol {
-            Protocol::SocketIo | Protocol::Engine => {
-                socketio::event("/", self.name(), &self.data())
-            }
-            Protocol::Json => json!({ "event": self.name(), "data": self.data() }).to_string(),
-        }
+        frame_of(protocol, self.name(), &self.data(), None)
     }
 
+    /// The frame with the event's offset in its user's log (connection state recovery).
+    pub fn frame_at(&self, protocol: Protocol, offset: Option<i64>) -> String {
+        frame_of(protocol, self.name(), &self.data(), offset)
+    }
+}
+
+/// The frame of event `name` with `data`: Socket.IO `42["name",data]`, or with an offset
+/// `42["name",data,"<offset>"]` (the last argument, where socket.io-client looks for it);
+/// plain JSON `{"event","data"}`, with an offset `"offset":"<offset>"` too.
+pub fn frame_of(protocol: Protocol, name: &str, data: &Value, offset: Option<i64>) -> String {
+    match (protocol, offset) {
+        (Protocol::SocketIo | Protocol::Engine, None) => socketio::event("/", name, data),
+        (Protocol::SocketIo | Protocol::Engine, Some(o)) => {
+            socketio::codec::event_args("/", name, &[data.clone(), json!(o.to_string())], None)
+        }
+        (Protocol::Json, None) => json!({ "event": name, "data": data }).to_string(),
+        (Protocol::Json, Some(o)) => {
+            json!({ "event": name, "data": data, "offset": o.to_string() }).to_string()
+        }
+    }
+}
+
+impl ServerEvent {
     /// A `system` error event for a refused client event.
     pub fn error(e: &Error, event: Option<&str>) -> Self {
         let p = e.public();
@@ -110,11 +128,26 @@ mod tests {
         let w = ServerEvent::System(SystemEvent::Welcome {
             user_id: u,
             pending: 3,
+            pid: None,
+            recovered: None,
         });
         assert_eq!(
             w.data(),
             json!({"type":"welcome","user_id":u.to_string(),"pending":3})
         );
+        // With an offset: the last argument (Socket.IO), a field (plain JSON).
+        let typing = ServerEvent::Typing(crate::api::TypingEvent {
+            from: u,
+            typing: true,
+        });
+        assert_eq!(
+            typing.frame_at(Protocol::SocketIo, Some(17)),
+            format!(r#"42["typing",{{"from":"{u}","typing":true}},"17"]"#)
+        );
+        let json_frame: Value =
+            serde_json::from_str(&typing.frame_at(Protocol::Json, Some(17))).unwrap();
+        assert_eq!(json_frame["offset"], "17");
+        assert_eq!(json_frame["event"], "typing");
         let err = ServerEvent::error(&crate::error::ChatError::Forbidden.into(), Some("read"));
         assert_eq!(err.data()["type"], "error");
         assert_eq!(err.data()["code"], "forbidden");

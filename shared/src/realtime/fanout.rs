@@ -26,8 +26,9 @@ use crate::app::App;
 use crate::domain::{ConnectionId, MessageId, UserId};
 use crate::error::{Result, StoreError};
 use crate::realtime::connections;
-use crate::realtime::events::ServerEvent;
-use crate::realtime::outbox::{self, post_frame, post_frames, push};
+use crate::realtime::events::{self, ServerEvent};
+use crate::realtime::outbox::{self, post_frame, post_logged};
+use crate::realtime::recovery::{self, Start};
 use crate::realtime::sio_env::AppEnv;
 use crate::socketio::runtime::{self, FirstFrame};
 use crate::store::{ConnectionDoc, Lease, MessageDoc, Protocol, Store};
@@ -201,24 +202,34 @@ impl Inbox {
             if conns.is_none() {
                 conns = Some(conns_of(app, self.user, known).await?);
             }
-            let targets: Vec<(ConnectionId, Protocol)> = conns
+            let targets: Vec<(ConnectionId, &ConnectionDoc)> = conns
                 .iter()
                 .flatten()
-                .filter_map(|c| Some((c.id()?, c.protocol)))
+                .filter_map(|c| Some((c.id()?, c)))
                 .filter(|(id, _)| !failed.contains(id))
                 .collect();
             if targets.is_empty() {
                 break;
             }
+            // In the recipient's recovery log, in order, before any device can see them.
+            let events: Vec<ServerEvent> = batch
+                .iter()
+                .map(|m| ServerEvent::Message(message_event(m)))
+                .collect();
+            let mut offsets = Vec::with_capacity(events.len());
+            for event in &events {
+                offsets.push(recovery::append(app, self.user, event).await?);
+            }
             // Each connection gets the page in order; connections in parallel. Message i
             // counts as delivered when some connection took frames 0..=i. A connection that
             // missed a frame gets nothing more from this delivery (it would see a gap).
-            let posts = targets.iter().map(|(id, protocol)| {
-                let frames: Vec<String> = batch
+            let posts = targets.iter().map(|(id, c)| {
+                let frames: Vec<(String, Option<i64>)> = events
                     .iter()
-                    .map(|m| ServerEvent::Message(message_event(m)).frame(*protocol))
+                    .zip(&offsets)
+                    .map(|(e, o)| (e.frame_at(c.protocol, o.filter(|_| c.offsets)), *o))
                     .collect();
-                async move { (id, post_frames(app, id, &frames).await) }
+                async move { (id, post_logged(app, c, &frames).await) }
             });
             let mut taken = 0;
             for (id, posted) in join_all(posts).await {
@@ -275,36 +286,98 @@ pub async fn deliver_pending_within(
     Ok(delivered.len())
 }
 
-/// A device goes live under its user's inbox lease: its first frames (the welcome, with the
-/// exact count of what waits), then live, then the backlog, oldest first. Nothing can
-/// overtake the welcome, and no delivery can run between the welcome and the backlog, so a
-/// message sent meanwhile reaches this device too. `first_needs_establishing`: the
-/// connection may not exist yet in API Gateway (a plain-JSON client's first frame).
+/// A device goes live under its user's inbox lease: its first frames, then live, then the
+/// backlog, oldest first. Nothing can overtake the first frames, and no delivery can run
+/// between them and the backlog, so a message sent meanwhile reaches this device too.
+///
+/// The first frames: for a new session the welcome, with the exact count of what waits
+/// (and, for a plain-JSON client, its `pid`); for a recovered one (`start`) every event of
+/// the user's log after the client's offset, with their offsets (a plain-JSON client gets a
+/// welcome saying `recovered` first). `first_needs_establishing`: the connection may not
+/// exist yet in API Gateway (a plain-JSON client's first frame).
 pub async fn go_live(
     app: &App,
-    id: &ConnectionId,
-    protocol: Protocol,
+    conn: &ConnectionDoc,
     user: UserId,
     first_needs_establishing: bool,
+    start: Option<&Start>,
 ) -> Result<bool> {
+    let Some(id) = conn.id() else {
+        return Ok(false);
+    };
+    let protocol = conn.protocol;
     let inbox = Inbox::open(app, user).await?;
     let result: Result<Option<Vec<Delivered>>> = async {
-        let pending = pending_count(app, user).await?;
-        let welcome = ServerEvent::System(SystemEvent::Welcome {
-            user_id: user,
-            pending,
-        })
-        .frame(protocol);
-        let posted = if first_needs_establishing {
-            let env = AppEnv::new(app);
-            let first =
-                runtime::send_when_established(&env, id, welcome, outbox::ESTABLISH_WAIT).await;
-            first == FirstFrame::Sent
-        } else {
-            post_frame(app, id, welcome).await.is_ok()
+        let json_pid = (protocol == Protocol::Json)
+            .then(|| start.map(|s| s.pid().to_owned()))
+            .flatten();
+        let (welcome, replay_after) = match start {
+            Some(Start::Recovered { after, .. }) => {
+                let welcome = (protocol == Protocol::Json).then(|| {
+                    ServerEvent::System(SystemEvent::Welcome {
+                        user_id: user,
+                        pending: 0,
+                        pid: json_pid.clone(),
+                        recovered: Some(true),
+                    })
+                });
+                (welcome, Some(*after))
+            }
+            _ => {
+                let pending = pending_count(app, user).await?;
+                let welcome = ServerEvent::System(SystemEvent::Welcome {
+                    user_id: user,
+                    pending,
+                    recovered: json_pid.as_ref().map(|_| false),
+                    pid: json_pid.clone(),
+                });
+                (Some(welcome), None)
+            }
         };
-        if !posted || !connections::set_live(app, id).await? {
+        let mut first: Vec<(String, Option<i64>)> =
+            welcome.iter().map(|w| (w.frame(protocol), None)).collect();
+        let mut last = replay_after;
+        if let Some(after) = replay_after {
+            let missed = recovery::since(app, user, after).await?.unwrap_or_default();
+            last = missed.last().map_or(Some(after), |r| Some(r.offset));
+            first.extend(missed.iter().map(|r| {
+                let frame = events::frame_of(protocol, &r.name, &r.data, Some(r.offset));
+                (frame, Some(r.offset))
+            }));
+        }
+        let mut frames = first.into_iter();
+        if let Some((head, _)) = frames.next() {
+            let posted = if first_needs_establishing {
+                let env = AppEnv::new(app);
+                let sent =
+                    runtime::send_when_established(&env, &id, head, outbox::ESTABLISH_WAIT).await;
+                sent == FirstFrame::Sent
+            } else {
+                post_frame(app, &id, head).await.is_ok()
+            };
+            if !posted {
+                return Ok(None);
+            }
+        }
+        let rest: Vec<(String, Option<i64>)> = frames.collect();
+        if post_logged(app, conn, &rest).await < rest.len() {
             return Ok(None);
+        }
+        if !connections::set_live(app, &id).await? {
+            return Ok(None);
+        }
+        if let (Some(after), Some(Start::Recovered { pid, .. })) = (last, start) {
+            // Events logged while the replay went out, before this device was live.
+            let late = recovery::since(app, user, after).await?.unwrap_or_default();
+            let late: Vec<(String, Option<i64>)> = late
+                .iter()
+                .map(|r| {
+                    let frame = events::frame_of(protocol, &r.name, &r.data, Some(r.offset));
+                    (frame, Some(r.offset))
+                })
+                .collect();
+            post_logged(app, conn, &late).await;
+            recovery::resumed(app, pid).await?;
         }
         Ok(Some(inbox.deliver(app, Due::All, None).await?))
     }
@@ -374,23 +447,33 @@ pub async fn notify_senders(
     senders.sort();
     senders.dedup();
     for sender in senders {
+        // Sent (and logged for recovery) even when no device of the sender is online.
         let conns = conns_of(app, sender, known).await?;
-        if conns.is_empty() {
-            continue;
-        }
-        let notices = delivered
+        let notices: Vec<ServerEvent> = delivered
             .iter()
             .filter(|d| UserId::from_object_id(d.message.from) == sender)
             .map(|d| {
-                let event = ServerEvent::Delivered(DeliveredEvent {
+                ServerEvent::Delivered(DeliveredEvent {
                     message_id: MessageId::from_object_id(d.message.id),
                     to: recipient,
                     delivered_at: d.at,
-                });
-                let conns = &conns;
-                async move { push(app, conns, &event).await }
-            });
-        join_all(notices).await;
+                })
+            })
+            .collect();
+        // Logged in message order (so a recovering device replays them in it), posted
+        // together.
+        let mut offsets = Vec::with_capacity(notices.len());
+        for notice in &notices {
+            offsets.push(outbox::log(app, sender, notice).await);
+        }
+        let conns = &conns;
+        join_all(
+            notices
+                .iter()
+                .zip(offsets)
+                .map(|(notice, offset)| outbox::post_event(app, conns, notice, offset)),
+        )
+        .await;
     }
     Ok(())
 }

@@ -7,6 +7,7 @@ pub mod events;
 pub mod fanout;
 pub mod outbox;
 pub mod phantom;
+pub mod recovery;
 pub mod service;
 pub mod sio_env;
 pub mod ws;

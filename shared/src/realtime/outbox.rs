@@ -10,8 +10,8 @@ use futures::future::join_all;
 use crate::app::App;
 use crate::domain::{ConnectionId, UserId};
 use crate::error::{PushError, Result};
-use crate::realtime::connections;
 use crate::realtime::events::ServerEvent;
+use crate::realtime::{connections, recovery};
 use crate::store::ConnectionDoc;
 
 /// Posts raw frames to one connection, in order; stops at the first failure. Returns how
@@ -54,20 +54,82 @@ async fn forget_if_gone(app: &App, conn: &ConnectionId, e: &PushError) {
     }
 }
 
-/// Posts `event` to every connection given; returns the ids that took it.
-pub async fn push(app: &App, conns: &[ConnectionDoc], event: &ServerEvent) -> Vec<ConnectionId> {
+/// Posts `event` to `user`'s connections `conns` (all of them, or all but the one the
+/// event answers), after appending it to the user's recovery log: connections that track
+/// offsets get the event's. Logged even when no connection is live, so a device that comes
+/// back recovers it. Returns the ids that took it.
+pub async fn push(
+    app: &App,
+    user: UserId,
+    conns: &[ConnectionDoc],
+    event: &ServerEvent,
+) -> Vec<ConnectionId> {
+    let offset = log(app, user, event).await;
+    post_event(app, conns, event, offset).await
+}
+
+/// Appends `event` to `user`'s recovery log; its offset (`None` if it could not be logged:
+/// the event still goes out, without one).
+pub async fn log(app: &App, user: UserId, event: &ServerEvent) -> Option<i64> {
+    match recovery::append(app, user, event).await {
+        Ok(offset) => offset,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not log an event for recovery");
+            None
+        }
+    }
+}
+
+/// Posts an event already logged at `offset` to `conns`, in parallel; returns the ids that
+/// took it.
+pub async fn post_event(
+    app: &App,
+    conns: &[ConnectionDoc],
+    event: &ServerEvent,
+    offset: Option<i64>,
+) -> Vec<ConnectionId> {
     let posts = conns.iter().filter_map(|c| {
         let id = c.id()?;
-        let frame = event.frame(c.protocol);
-        Some(async move { post_frame(app, &id, frame).await.ok().map(|()| id) })
+        let frame = event.frame_at(c.protocol, offset.filter(|_| c.offsets));
+        Some(async move {
+            post_logged(app, c, &[(frame, offset)])
+                .await
+                .eq(&1)
+                .then_some(id)
+        })
     });
     join_all(posts).await.into_iter().flatten().collect()
 }
 
-/// Posts `event` to every authenticated connection of `users`.
-pub async fn push_to_users(app: &App, users: &[UserId], event: &ServerEvent) -> Result<usize> {
-    let conns = connections::of_users(app, users).await?;
-    Ok(push(app, &conns, event).await.len())
+/// Posts `event` to every live connection of `user`.
+pub async fn push_to_user(app: &App, user: UserId, event: &ServerEvent) -> Result<usize> {
+    let conns = connections::of_users(app, &[user]).await?;
+    Ok(push(app, user, &conns, event).await.len())
+}
+
+/// Posts frames to one connection, in order, each with the log offset of its event (if it
+/// has one); stops at the first failure and returns how many were posted. A connection gone
+/// before it took an event with an offset ends its recoverable session just before it, so
+/// a client that comes back without an offset of its own gets it replayed.
+pub async fn post_logged(
+    app: &App,
+    conn: &ConnectionDoc,
+    frames: &[(String, Option<i64>)],
+) -> usize {
+    let Some(id) = conn.id() else { return 0 };
+    for (i, (frame, offset)) in frames.iter().enumerate() {
+        let res = app.pusher.post(&id, frame.clone()).await;
+        if let Err(e) = res {
+            if let (PushError::Gone, Some(pid), Some(offset)) = (&e, &conn.pid, offset)
+                && let Err(e) = recovery::ended(app, pid, offset - 1).await
+            {
+                tracing::warn!(error = %e, "could not record where a session ended");
+            }
+            forget_if_gone(app, &id, &e).await;
+            return i;
+        }
+    }
+    frames.len()
 }
 
 /// Ends connections whose login session is over (logout, expiry): a Socket.IO client gets

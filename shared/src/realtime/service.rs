@@ -220,13 +220,13 @@ impl Sent {
                     conns: &conns,
                 };
                 let (_, delivered) = futures::join!(
-                    outbox::push(app, &senders, &message),
+                    outbox::push(app, from, &senders, &message),
                     inbox.deliver(app, Due::Now, Some(known))
                 );
                 return Ok(Some((delivered?, conns)));
             }
             Some(delay) => {
-                outbox::push(app, &senders, &message).await;
+                outbox::push(app, from, &senders, &message).await;
                 let task = Task::Deliver {
                     user: to,
                     not_before_ms: self.event.created_at.timestamp_millis()
@@ -298,7 +298,7 @@ pub async fn read(app: &App, caller: &Caller, args: Read) -> Result<(ReadAckEven
                     to: caller.user,
                     delivered_at: read_at,
                 });
-                outbox::push_to_users(app, &[sender], &delivered).await?;
+                outbox::push_to_user(app, sender, &delivered).await?;
             }
         }
         let receipt = ServerEvent::Read(ReadEvent {
@@ -306,7 +306,7 @@ pub async fn read(app: &App, caller: &Caller, args: Read) -> Result<(ReadAckEven
             by: caller.user,
             read_at,
         });
-        outbox::push_to_users(app, &[sender], &receipt).await?;
+        outbox::push_to_user(app, sender, &receipt).await?;
     }
     Ok((
         ReadAckEvent {
@@ -328,7 +328,7 @@ pub async fn typing(app: &App, caller: &Caller, args: Typing) -> Result<()> {
         from: caller.user,
         typing: args.typing,
     });
-    outbox::push_to_users(app, &[to], &event).await?;
+    outbox::push_to_user(app, to, &event).await?;
     Ok(())
 }
 

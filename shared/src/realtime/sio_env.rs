@@ -85,7 +85,15 @@ impl Env for AppEnv<'_> {
     type Error = Error;
 
     async fn create(&self, id: &ConnectionId, eio_sid: Sid) -> Result<(), Error> {
-        connections::register(self.app, id, self.protocol, None, Some(eio_sid.to_string())).await
+        connections::register(
+            self.app,
+            id,
+            self.protocol,
+            None,
+            Some(eio_sid.to_string()),
+            None,
+        )
+        .await
     }
 
     async fn claim_open(&self, id: &ConnectionId) -> Result<Option<SessionState>, Error> {

@@ -17,7 +17,7 @@ use crate::error::{AuthError, Error, InputError, Result};
 use crate::realtime::events::{self, ServerEvent};
 use crate::realtime::service::{self, Caller, ClientEvent};
 use crate::realtime::sio_env::{AppEnv, state_of};
-use crate::realtime::{connections, fanout, outbox};
+use crate::realtime::{connections, fanout, outbox, recovery};
 use crate::socketio;
 use crate::socketio::runtime::{
     self, Authorized, Event, Frame, Handshake, Session, SocketApp, SocketIo,
@@ -73,14 +73,24 @@ pub async fn on_connect(
             },
             _ => return Ok(response(401, Some("Unauthorized"))),
         };
-        connections::register(app, &id, Protocol::Json, Some(&session), None).await?;
+        // `?resume=<pid>:<offset>`: the session of an earlier connection, if it can be
+        // recovered; else a new one.
+        let claim = query.first("resume").and_then(recovery::Claim::from_resume);
+        let start = recovery::start(app, session.user, claim.as_ref()).await?;
+        let pid = start.as_ref().map(|s| s.pid().to_owned());
+        connections::register(app, &id, Protocol::Json, Some(&session), None, pid).await?;
         if over_connection_cap(app, session.user).await? {
             connections::remove(app, &id).await?;
             return Ok(response(429, Some("Too many connections")));
         }
+        let resume_after = match start {
+            Some(recovery::Start::Recovered { after, .. }) => Some(after),
+            _ => None,
+        };
         app.invoker
             .invoke_async(&Task::Welcome {
                 connection_id: id.clone(),
+                resume_after,
             })
             .await?;
         Ok(ok())
@@ -319,12 +329,25 @@ impl<'a> SocketApp<AppEnv<'a>> for ChatSocket {
         match token {
             Some(Ok(token)) => match auth::authenticate_session(env.app, &token).await {
                 Ok(session) => {
-                    connections::bind_session(env.app, id, &session).await?;
+                    // Connection state recovery: a client that sends a `pid` implements it
+                    // (its events get offsets from now on), and may get its session back.
+                    let claim = recovery::Claim::from_auth(auth_payload);
+                    let claimed_pid = auth_payload.is_some_and(|a| a.get("pid").is_some());
+                    let start = recovery::start(env.app, session.user, claim.as_ref()).await?;
+                    let pid = start.as_ref().map(recovery::Start::pid);
+                    connections::bind_session(env.app, id, &session, pid, claimed_pid).await?;
                     if over_connection_cap(env.app, session.user).await? {
                         connections::unbind_session(env.app, id).await?;
                         return Ok(Authorized::Refused("too_many_connections".into()));
                     }
-                    Ok(Authorized::Principal(session.user.to_string()))
+                    let principal = session.user.to_string();
+                    Ok(match pid {
+                        Some(pid) => Authorized::Recoverable {
+                            principal,
+                            pid: pid.to_owned(),
+                        },
+                        None => Authorized::Principal(principal),
+                    })
                 }
                 Err(Error::Auth(_)) => Ok(Authorized::Refused("unauthorized".into())),
                 Err(e) => Err(e),
@@ -338,15 +361,31 @@ impl<'a> SocketApp<AppEnv<'a>> for ChatSocket {
         env: &AppEnv<'a>,
         session: &Session,
         _ns: &str,
-        _auth: Option<Value>,
+        auth: Option<Value>,
     ) -> Result<()> {
-        match session.principal.as_deref().map(UserId::parse) {
-            Some(Ok(user)) => {
-                fanout::go_live(env.app, &session.id, Protocol::SocketIo, user, false).await?;
-                Ok(())
+        let Some(Ok(user)) = session.principal.as_deref().map(UserId::parse) else {
+            return Ok(());
+        };
+        let Some(conn) = connections::get(env.app, &session.id).await? else {
+            return Ok(());
+        };
+        // Recovered when the CONNECT answer gave back the `pid` the client sent.
+        let claim = recovery::Claim::from_auth(auth.as_ref());
+        let start = match (&session.pid, claim) {
+            (Some(pid), Some(claim)) if *pid == claim.pid => {
+                match recovery::resume_point(env.app, &claim).await? {
+                    Some(after) => Some(recovery::Start::Recovered {
+                        pid: claim.pid,
+                        after,
+                    }),
+                    None => Some(recovery::Start::New { pid: claim.pid }),
+                }
             }
-            _ => Ok(()),
-        }
+            (Some(pid), _) => Some(recovery::Start::New { pid: pid.clone() }),
+            (None, _) => None,
+        };
+        fanout::go_live(env.app, &conn, user, false, start.as_ref()).await?;
+        Ok(())
     }
 
     async fn event(&self, env: &AppEnv<'a>, session: &Session, event: Event) -> Result<()> {

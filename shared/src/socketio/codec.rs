@@ -274,12 +274,14 @@ fn str_value(v: &impl Serialize) -> SioValue {
     )
 }
 
-/// `40{"sid":..}` (with the namespace prefix when not `/`).
-pub fn connect_ok(ns: &str, sid: &str) -> String {
-    engine_message(Packet::connect(
-        ns.to_owned(),
-        Some(str_value(&serde_json::json!({ "sid": sid }))),
-    ))
+/// `40{"sid":..}` (with the namespace prefix when not `/`), and `"pid"` for a recoverable
+/// session.
+pub fn connect_ok(ns: &str, sid: &str, pid: Option<&str>) -> String {
+    let answer = match pid {
+        Some(pid) => serde_json::json!({ "sid": sid, "pid": pid }),
+        None => serde_json::json!({ "sid": sid }),
+    };
+    engine_message(Packet::connect(ns.to_owned(), Some(str_value(&answer))))
 }
 
 /// `44{"message":..}`
@@ -543,8 +545,11 @@ mod tests {
 
     #[test]
     fn encodes_server_frames() {
-        assert_eq!(connect_ok("/", "s1"), r#"40{"sid":"s1"}"#);
-        assert_eq!(connect_ok("/a", "s1"), r#"40/a,{"sid":"s1"}"#);
+        assert_eq!(connect_ok("/", "s1", None), r#"40{"sid":"s1"}"#);
+        assert_eq!(connect_ok("/a", "s1", None), r#"40/a,{"sid":"s1"}"#);
+        let with_pid = connect_ok("/", "s1", Some("p1"));
+        let answer: Value = serde_json::from_str(with_pid.strip_prefix("40").unwrap()).unwrap();
+        assert_eq!(answer, serde_json::json!({ "sid": "s1", "pid": "p1" }));
         assert_eq!(
             connect_error("/", "unauthorized"),
             r#"44{"message":"unauthorized"}"#

@@ -406,6 +406,10 @@ pub async fn protocol_close<E: Env>(
 pub enum Authorized {
     /// Join as this principal (e.g. a user id).
     Principal(String),
+    /// Join as this principal, in the recoverable session `pid` (connection state
+    /// recovery: the CONNECT answer carries it; the same `pid` as the client sent means
+    /// its session was recovered).
+    Recoverable { principal: String, pid: String },
     /// Join without a principal.
     Anonymous,
     /// `CONNECT_ERROR` with this message.
@@ -417,6 +421,8 @@ pub enum Authorized {
 pub struct Session {
     pub id: ConnectionId,
     pub principal: Option<String>,
+    /// The recoverable session the CONNECT answer named (only at `connected`).
+    pub pid: Option<String>,
 }
 
 /// A Socket.IO event from a client.
@@ -574,13 +580,14 @@ impl<A> SocketIo<'_, A> {
                         .await;
                     return Ok(());
                 }
-                let principal = match app.authorize(env, id, &ns, auth.as_ref()).await? {
+                let (principal, pid) = match app.authorize(env, id, &ns, auth.as_ref()).await? {
                     Authorized::Refused(message) => {
                         let _ = env.send(id, codec::connect_error(&ns, &message)).await;
                         return Ok(());
                     }
-                    Authorized::Principal(p) => Some(p),
-                    Authorized::Anonymous => None,
+                    Authorized::Principal(p) => (Some(p), None),
+                    Authorized::Recoverable { principal, pid } => (Some(principal), Some(pid)),
+                    Authorized::Anonymous => (None, None),
                 };
                 let joined = Joined {
                     ns: ns.clone(),
@@ -590,7 +597,7 @@ impl<A> SocketIo<'_, A> {
                     return Ok(());
                 }
                 if env
-                    .send(id, codec::connect_ok(&ns, &joined.sid))
+                    .send(id, codec::connect_ok(&ns, &joined.sid, pid.as_deref()))
                     .await
                     .is_err()
                 {
@@ -599,6 +606,7 @@ impl<A> SocketIo<'_, A> {
                 let session = Session {
                     id: id.clone(),
                     principal: principal.or_else(|| state.principal.clone()),
+                    pid,
                 };
                 Box::pin(app.connected(env, &session, &ns, auth)).await
             }
@@ -621,6 +629,7 @@ impl<A> SocketIo<'_, A> {
                 let session = Session {
                     id: id.clone(),
                     principal: state.principal.clone(),
+                    pid: None,
                 };
                 let ack = Ack {
                     ns,
@@ -648,6 +657,7 @@ impl<A> SocketIo<'_, A> {
                 let session = Session {
                     id: id.clone(),
                     principal: state.principal.clone(),
+                    pid: None,
                 };
                 let event = Event {
                     ns,

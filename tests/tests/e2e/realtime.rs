@@ -303,9 +303,12 @@ async fn json_clients_connect_with_a_token_and_use_actions() {
         .await
         .unwrap();
     let w: Value = serde_json::from_str(&ja.text(WAIT).await).unwrap();
+    let pid = w["data"]["pid"].as_str().expect("a pid").to_owned();
     assert_eq!(
         w,
-        json!({"event":"system","data":{"type":"welcome","user_id":a.user_id,"pending":0}})
+        json!({"event":"system","data":{
+            "type":"welcome","user_id":a.user_id,"pending":0,"pid":pid,"recovered":false
+        }})
     );
     let (mut sb, _) = RawSio::login(&env.ws_url(""), &b.token).await;
 

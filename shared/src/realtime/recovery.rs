@@ -1,0 +1,379 @@
+//! Connection state recovery: a reconnecting client gets exactly the events it missed.
+//!
+//! - Every event addressed to a user (all their devices: messages, receipts, typing, unread
+//!   counts) is appended to that user's log (`event_logs`) before it is posted, and gets
+//!   the log's next offset. Connections that track offsets get it with the event: Socket.IO
+//!   as the event's last argument (`42["message",{..},"17"]`, what socket.io-client reads),
+//!   plain JSON as `"offset"`.
+//! - A device's session has a `pid` (`recovery_sessions`): the Socket.IO CONNECT answer
+//!   carries it (`40{"sid","pid"}`), as the JSON welcome does. A client that comes back
+//!   with that `pid` and the last offset it saw, within `RECOVERY_WINDOW_SECS` of its
+//!   connection ending and with a valid token of the same user, gets the same `pid` back
+//!   and every event after that offset, in order, then the live ones.
+//! - A socket.io-client's first connection cannot get offsets (a client that does not
+//!   implement recovery, such as python-socketio, would take the offset for an extra
+//!   argument, and the two are indistinguishable before the client has sent a `pid`). For
+//!   it the server keeps `end_offset`, the offset its connection ended at (the first event
+//!   that could not reach it, or the log's head when it ended), and replays from there.
+//!
+//! The log keeps the newest `RECOVERY_MAX_EVENTS` events, each for the window; a client
+//! further behind gets a new session (the welcome and the undelivered backlog, as always).
+
+use std::time::Duration;
+
+use bson::{doc, oid::ObjectId};
+use mongodb::options::ReturnDocument;
+use serde_json::Value;
+
+use crate::app::App;
+use crate::config::MAX_CONNECTION_AGE;
+use crate::domain::UserId;
+use crate::error::Result;
+use crate::realtime::events::ServerEvent;
+use crate::store::{EventLogDoc, LoggedEvent, RecoveryDoc, is_duplicate_key};
+use crate::time;
+
+/// An event from the log, with its offset.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Replayed {
+    pub offset: i64,
+    pub name: String,
+    pub data: Value,
+}
+
+/// Where a device's connection starts: a new session, or the recovery of one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Start {
+    New { pid: String },
+    Recovered { pid: String, after: i64 },
+}
+
+impl Start {
+    pub fn pid(&self) -> &str {
+        match self {
+            Start::New { pid } | Start::Recovered { pid, .. } => pid,
+        }
+    }
+}
+
+pub fn enabled(app: &App) -> bool {
+    !app.config.ws.recovery_window.is_zero()
+}
+
+fn window(app: &App) -> chrono::TimeDelta {
+    chrono::TimeDelta::from_std(app.config.ws.recovery_window).unwrap_or(chrono::TimeDelta::MAX)
+}
+
+fn after_now(d: Duration) -> bson::DateTime {
+    time::to_bson(time::now() + chrono::TimeDelta::from_std(d).unwrap_or_default())
+}
+
+/// Appends `event` to `user`'s log and returns its offset (`None` with recovery off).
+pub async fn append(app: &App, user: UserId, event: &ServerEvent) -> Result<Option<i64>> {
+    if !enabled(app) {
+        return Ok(None);
+    }
+    let now = time::now();
+    let logged = LoggedEvent {
+        n: event.name().to_owned(),
+        d: event.data().to_string(),
+        at: time::to_bson(now),
+    };
+    let logged = bson::to_bson(&logged).map_err(mongodb::error::Error::from)?;
+    let max = i32::try_from(app.config.ws.recovery_max_events).unwrap_or(i32::MAX);
+    for _ in 0..3 {
+        let res = app
+            .store
+            .event_logs
+            .find_one_and_update(
+                doc! { "_id": user.object_id() },
+                doc! {
+                    "$inc": { "seq": 1_i64 },
+                    "$push": { "events": { "$each": [logged.clone()], "$slice": -max } },
+                },
+            )
+            .upsert(true)
+            .projection(doc! { "seq": 1 })
+            .return_document(ReturnDocument::After)
+            .await;
+        match res {
+            Ok(Some(log)) => return Ok(Some(log.seq)),
+            Ok(None) => {}
+            // Two first appends at once: one inserted; go again.
+            Err(e) if is_duplicate_key(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(crate::error::StoreError::LockTimeout(format!("event log of {user}")).into())
+}
+
+/// The newest offset of `user`'s log (0 before the first event).
+pub async fn head(app: &App, user: UserId) -> Result<i64> {
+    Ok(app
+        .store
+        .event_logs
+        .find_one(doc! { "_id": user.object_id() })
+        .projection(doc! { "seq": 1 })
+        .await?
+        .map_or(0, |l| l.seq))
+}
+
+/// Every event after offset `after`, oldest first; `None` when the log no longer reaches
+/// back that far (trimmed, or older than the window) or `after` is not one of its offsets.
+pub async fn since(app: &App, user: UserId, after: i64) -> Result<Option<Vec<Replayed>>> {
+    let log: Option<EventLogDoc> = app
+        .store
+        .event_logs
+        .find_one(doc! { "_id": user.object_id() })
+        .await?;
+    let Some(log) = log else {
+        return Ok((after == 0).then(Vec::new));
+    };
+    Ok(replay_from(&log, after, time::now() - window(app)))
+}
+
+fn replay_from(
+    log: &EventLogDoc,
+    after: i64,
+    oldest_kept: time::Timestamp,
+) -> Option<Vec<Replayed>> {
+    let len = i64::try_from(log.events.len()).ok()?;
+    let first = log.seq - len + 1;
+    if after < first - 1 || after > log.seq || after < 0 {
+        return None;
+    }
+    let mut out = Vec::new();
+    for (i, e) in log.events.iter().enumerate() {
+        let offset = first + i64::try_from(i).ok()?;
+        if offset <= after {
+            continue;
+        }
+        if time::from_bson(e.at) < oldest_kept {
+            return None;
+        }
+        out.push(Replayed {
+            offset,
+            name: e.n.clone(),
+            data: serde_json::from_str(&e.d).unwrap_or(Value::Null),
+        });
+    }
+    Some(out)
+}
+
+/// A client's claim to a session: its `pid` and, if it saw any, the last offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub pid: String,
+    pub offset: Option<i64>,
+}
+
+impl Claim {
+    /// From a Socket.IO CONNECT payload (`{"pid","offset"}` beside the token).
+    pub fn from_auth(auth: Option<&Value>) -> Option<Claim> {
+        let auth = auth?;
+        let pid = auth.get("pid")?.as_str()?;
+        let offset = auth.get("offset").and_then(Value::as_str);
+        Self::parse(pid, offset)
+    }
+
+    /// From a plain-JSON `?resume=<pid>:<offset>` (the offset may be empty).
+    pub fn from_resume(resume: &str) -> Option<Claim> {
+        let (pid, offset) = resume.split_once(':').unwrap_or((resume, ""));
+        Self::parse(pid, (!offset.is_empty()).then_some(offset))
+    }
+
+    fn parse(pid: &str, offset: Option<&str>) -> Option<Claim> {
+        let ok =
+            !pid.is_empty() && pid.len() <= 64 && pid.bytes().all(|b| b.is_ascii_alphanumeric());
+        if !ok {
+            return None;
+        }
+        // An offset that is not one of ours cannot be recovered from: a new session.
+        let offset = match offset {
+            Some(o) => Some(o.parse::<i64>().ok().filter(|o| *o >= 0)?),
+            None => None,
+        };
+        Some(Claim {
+            pid: pid.to_owned(),
+            offset,
+        })
+    }
+}
+
+/// Decides where a device of `user` starts: the claimed session if it can be recovered
+/// (same user, within the window, the log reaching back to its offset), else a new one.
+/// `None` with recovery off.
+pub async fn start(app: &App, user: UserId, claim: Option<&Claim>) -> Result<Option<Start>> {
+    if !enabled(app) {
+        return Ok(None);
+    }
+    if let Some(claim) = claim
+        && let Some(after) = recoverable(app, user, claim).await?
+    {
+        app.store
+            .recovery_sessions
+            .update_one(
+                doc! { "_id": &claim.pid },
+                doc! { "$set": { "expires_at": after_now(MAX_CONNECTION_AGE + app.config.ws.recovery_window) } },
+            )
+            .await?;
+        return Ok(Some(Start::Recovered {
+            pid: claim.pid.clone(),
+            after,
+        }));
+    }
+    let pid = ObjectId::new().to_hex();
+    app.store
+        .recovery_sessions
+        .insert_one(RecoveryDoc {
+            pid: pid.clone(),
+            user_id: user.object_id(),
+            end_offset: None,
+            expires_at: after_now(MAX_CONNECTION_AGE + app.config.ws.recovery_window),
+        })
+        .await?;
+    Ok(Some(Start::New { pid }))
+}
+
+/// The offset to replay after, if `claim` can be recovered.
+async fn recoverable(app: &App, user: UserId, claim: &Claim) -> Result<Option<i64>> {
+    let session = app
+        .store
+        .recovery_sessions
+        .find_one(doc! {
+            "_id": &claim.pid,
+            "user_id": user.object_id(),
+            "expires_at": { "$gt": time::to_bson(time::now()) },
+        })
+        .await?;
+    let Some(session) = session else {
+        return Ok(None);
+    };
+    let Some(after) = claim.offset.or(session.end_offset) else {
+        return Ok(None);
+    };
+    Ok(since(app, user, after).await?.map(|_| after))
+}
+
+/// Where a claimed (and already granted) session resumes: the client's offset, or where
+/// its last connection ended.
+pub async fn resume_point(app: &App, claim: &Claim) -> Result<Option<i64>> {
+    if claim.offset.is_some() {
+        return Ok(claim.offset);
+    }
+    Ok(app
+        .store
+        .recovery_sessions
+        .find_one(doc! { "_id": &claim.pid })
+        .await?
+        .and_then(|s| s.end_offset))
+}
+
+/// A connection of session `pid` ended, or could not be sent offset `failed`: the client
+/// has seen nothing after `end` (the smallest such offset wins), and the session can be
+/// recovered for the window from now.
+pub async fn ended(app: &App, pid: &str, end: i64) -> Result<()> {
+    app.store
+        .recovery_sessions
+        .update_one(
+            doc! { "_id": pid },
+            doc! {
+                "$min": { "end_offset": end },
+                "$set": { "expires_at": after_now(app.config.ws.recovery_window) },
+            },
+        )
+        .await?;
+    Ok(())
+}
+
+/// A recovered session's replay is done: what its old connection ended at no longer matters.
+pub async fn resumed(app: &App, pid: &str) -> Result<()> {
+    app.store
+        .recovery_sessions
+        .update_one(doc! { "_id": pid }, doc! { "$unset": { "end_offset": "" } })
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log(seq: i64, n: usize, age_secs: i64) -> EventLogDoc {
+        let at = time::to_bson(time::now() - chrono::TimeDelta::seconds(age_secs));
+        EventLogDoc {
+            user_id: ObjectId::new(),
+            seq,
+            events: (0..n)
+                .map(|i| LoggedEvent {
+                    n: format!("e{i}"),
+                    d: format!("{{\"i\":{i}}}"),
+                    at,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn offsets_count_back_from_the_head() {
+        // seq 10 with 4 kept: offsets 7, 8, 9, 10.
+        let l = log(10, 4, 0);
+        let cutoff = time::now() - chrono::TimeDelta::hours(1);
+        let after_8 = replay_from(&l, 8, cutoff).unwrap();
+        assert_eq!(
+            after_8.iter().map(|r| r.offset).collect::<Vec<_>>(),
+            vec![9, 10]
+        );
+        assert_eq!(after_8[0].name, "e2");
+        assert_eq!(after_8[0].data["i"], 2);
+        assert_eq!(replay_from(&l, 10, cutoff).unwrap(), vec![]);
+        // 6 is the newest offset the log no longer holds: everything after it is there.
+        assert_eq!(replay_from(&l, 6, cutoff).unwrap().len(), 4);
+        // Further back, or ahead of the head: not recoverable.
+        assert_eq!(replay_from(&l, 5, cutoff), None);
+        assert_eq!(replay_from(&l, 11, cutoff), None);
+        assert_eq!(replay_from(&l, -1, cutoff), None);
+    }
+
+    #[test]
+    fn events_older_than_the_window_cannot_be_replayed() {
+        let l = log(3, 3, 7200);
+        let cutoff = time::now() - chrono::TimeDelta::hours(1);
+        assert_eq!(replay_from(&l, 1, cutoff), None);
+        assert_eq!(replay_from(&l, 3, cutoff).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn claims_parse_from_auth_and_resume() {
+        let auth = serde_json::json!({ "token": "t", "pid": "abc123", "offset": "42" });
+        assert_eq!(
+            Claim::from_auth(Some(&auth)),
+            Some(Claim {
+                pid: "abc123".into(),
+                offset: Some(42)
+            })
+        );
+        let no_offset = serde_json::json!({ "pid": "abc123" });
+        assert_eq!(Claim::from_auth(Some(&no_offset)).unwrap().offset, None);
+        for bad in [
+            serde_json::json!({ "pid": "" }),
+            serde_json::json!({ "pid": "a b" }),
+            serde_json::json!({ "pid": 7 }),
+            serde_json::json!({ "pid": "abc", "offset": "x" }),
+            serde_json::json!({ "pid": "abc", "offset": "-3" }),
+            serde_json::json!({ "token": "t" }),
+        ] {
+            assert_eq!(Claim::from_auth(Some(&bad)), None, "{bad}");
+        }
+        assert_eq!(
+            Claim::from_resume("abc:7"),
+            Some(Claim {
+                pid: "abc".into(),
+                offset: Some(7)
+            })
+        );
+        assert_eq!(Claim::from_resume("abc:").unwrap().offset, None);
+        assert_eq!(Claim::from_resume("abc").unwrap().offset, None);
+        assert_eq!(Claim::from_resume(":7"), None);
+    }
+}
