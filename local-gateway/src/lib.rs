@@ -129,7 +129,9 @@ impl Options {
         }
     }
 
-    /// `GATEWAY_INSTANCES`, `GATEWAY_FRAMES` and `GATEWAY_POST_LATENCY_MS` from `get`.
+    /// `GATEWAY_INSTANCES`, `GATEWAY_FRAMES`, `GATEWAY_POST_LATENCY_MS`, the SMS failure
+    /// switches, `GATEWAY_MAX_CONNECTION_S`, `GATEWAY_IDLE_S` and `GATEWAY_SECRETS_FILE`
+    /// from `get`.
     pub fn with_env(mut self, get: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
         if let Some(n) = get("GATEWAY_INSTANCES") {
             let n: usize = n
@@ -153,6 +155,20 @@ impl Options {
         }
         if let Some(v) = get("GATEWAY_SMS_OUTAGE") {
             self.sms_outage = v == "1" || v == "true";
+        }
+        // API Gateway's 2-hour cap and 10-minute idle timeout, shortened for tests.
+        for (key, field) in [
+            ("GATEWAY_MAX_CONNECTION_S", &mut self.limits.max_lifetime),
+            ("GATEWAY_IDLE_S", &mut self.limits.idle_timeout),
+        ] {
+            if let Some(secs) = get(key) {
+                let secs: f64 = secs
+                    .parse()
+                    .ok()
+                    .filter(|s: &f64| s.is_finite() && *s > 0.0)
+                    .ok_or_else(|| anyhow::anyhow!("{key} must be a positive number of seconds"))?;
+                *field = Duration::from_secs_f64(secs);
+            }
         }
         if let Some(path) = get("GATEWAY_SECRETS_FILE").filter(|p| !p.is_empty()) {
             self.secrets = secrets::read_file(&path)?;

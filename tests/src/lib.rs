@@ -188,12 +188,13 @@ impl TestEnv {
         let config = Config::from_lookup(|k| vars.get(k).cloned()).expect("test config is valid");
         // The gateway as `make dev` runs it (several instances, concurrent frames), unless
         // the test or the environment (`GATEWAY_*`) says otherwise.
-        let mut gw = Options::local(config)
+        let mut gw = Options::local(config);
+        gw.limits = options.limits;
+        let mut gw = gw
             .with_env(|k| vars.get(k).cloned().or_else(|| std::env::var(k).ok()))
             .expect("gateway settings are valid");
         gw.port = 0;
         gw.schedule_every = options.schedule_every;
-        gw.limits = options.limits;
         gw.web_root = Some(workspace_root().join("web/public"));
         gw.secrets = options.secrets;
         let gateway = local_gateway::start(gw).await?;

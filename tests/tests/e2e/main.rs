@@ -15,6 +15,7 @@ mod load;
 
 mod migrations_runner;
 mod realtime;
+mod recovery;
 mod rest;
 mod secrets;
 mod sessions;

@@ -1,0 +1,324 @@
+//! Connection state recovery, frame by frame: the `pid` in the CONNECT answer, offsets on
+//! the events of clients that sent one, the replay of what a device missed (exactly once,
+//! in order, then the backlog), the plain-JSON `?resume=`, and the fallback to a new
+//! session. (The stock socket.io-client across API Gateway's forced closes is in
+//! `tests/node/forced-close/`.)
+
+use std::time::Duration;
+
+use harness::client::mobile;
+use harness::ws::{RawSio, RawWs, RawWsExt, WAIT};
+use harness::{EnvOptions, TestEnv};
+use serde_json::{Value, json};
+
+/// Opens a Socket.IO connection and sends CONNECT with `auth`; the answer's JSON.
+async fn connect_with(env: &TestEnv, auth: Value) -> (RawSio, Value) {
+    let mut s = RawSio::open(&env.ws_url("")).await;
+    s.send(&format!("40{auth}")).await.unwrap();
+    let answer = s.frame().await;
+    let body = answer
+        .strip_prefix("40")
+        .unwrap_or_else(|| panic!("CONNECT refused: {answer}"));
+    (s, serde_json::from_str(body).unwrap())
+}
+
+/// The next event: name, first argument, and the offset if it carried one.
+async fn next_event(s: &mut RawSio) -> (String, Value, Option<i64>) {
+    let (name, args) = s.0.event(WAIT * 2).await.unwrap();
+    let offset = match args.as_slice() {
+        [_, Value::String(o)] => Some(o.parse().expect("a numeric offset")),
+        [_] => None,
+        other => panic!("unexpected arguments {other:?}"),
+    };
+    (name, args[0].clone(), offset)
+}
+
+/// Emits with an ack and waits for it, so that what follows is handled after it (the
+/// gateway, like API Gateway, may run one connection's frames concurrently).
+async fn emit_acked(s: &mut RawSio, name: &str, data: Value) -> Value {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+    let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    s.send(&format!("42{id}{}", json!([name, data]))).await.unwrap();
+    let prefix = format!("43{id}");
+    loop {
+        let f = s.frame().await;
+        if let Some(body) = f.strip_prefix(&prefix) {
+            let args: Vec<Value> = serde_json::from_str(body).unwrap();
+            assert!(args[0].get("error").is_none(), "{name} refused: {body}");
+            return args[0].clone();
+        }
+    }
+}
+
+/// Events until `stop` holds for one (included), skipping nothing.
+async fn events_until(
+    s: &mut RawSio,
+    stop: impl Fn(&str, &Value) -> bool,
+) -> Vec<(String, Value, Option<i64>)> {
+    let mut out = Vec::new();
+    loop {
+        let e = next_event(s).await;
+        let done = stop(&e.0, &e.1);
+        out.push(e);
+        if done {
+            return out;
+        }
+    }
+}
+
+#[tokio::test]
+async fn connect_answers_carry_a_pid_and_offsets_follow_a_claim() {
+    let env = TestEnv::start().await;
+    let a = env.api.login(&mobile(1000)).await;
+    let b = env.api.login(&mobile(1001)).await;
+    let (mut sa, _) = RawSio::login(&env.ws_url(""), &a.token).await;
+    // A first connection: a pid, and events without offsets (a client that does not
+    // implement recovery, python-socketio say, would take one for an extra argument).
+    let (mut first, answer) = connect_with(&env, json!({ "token": b.token })).await;
+    let pid = answer["pid"].as_str().expect("a pid").to_owned();
+    assert!(answer["sid"].is_string());
+    assert_eq!(next_event(&mut first).await.0, "system");
+    sa.emit("send_message", json!({ "to": b.user_id, "text": "one" }))
+        .await;
+    let (name, m, offset) = next_event(&mut first).await;
+    assert_eq!((name.as_str(), m["text"].as_str(), offset), ("message", Some("one"), None));
+
+    // A client that sends a pid implements recovery: its events carry offsets. An unknown
+    // pid gets a new session (another pid, and the welcome).
+    let (mut second, answer) =
+        connect_with(&env, json!({ "token": b.token, "pid": "0123456789abcdef01234567" })).await;
+    let other_pid = answer["pid"].as_str().unwrap().to_owned();
+    assert_ne!(other_pid, "0123456789abcdef01234567");
+    assert_ne!(other_pid, pid);
+    let (name, welcome, _) = next_event(&mut second).await;
+    assert_eq!((name.as_str(), welcome["type"].as_str()), ("system", Some("welcome")));
+    sa.emit("send_message", json!({ "to": b.user_id, "text": "two" }))
+        .await;
+    let (_, m, offset) = next_event(&mut second).await;
+    assert_eq!(m["text"], "two");
+    let offset = offset.expect("an offset");
+    let (_, m, none) = next_event(&mut first).await;
+    assert_eq!((m["text"].as_str(), none), (Some("two"), None));
+    // Offsets grow with each event to the user.
+    sa.emit("typing", json!({ "to": b.user_id, "typing": true }))
+        .await;
+    let (name, _, next) = next_event(&mut second).await;
+    assert_eq!(name, "typing");
+    assert!(next.unwrap() > offset);
+}
+
+#[tokio::test]
+async fn a_device_that_comes_back_gets_what_it_missed_once_in_order_then_the_backlog() {
+    let env = TestEnv::start().await;
+    let a = env.api.login(&mobile(1010)).await;
+    let b = env.api.login(&mobile(1011)).await;
+    let (mut sa, _) = RawSio::login(&env.ws_url(""), &a.token).await;
+    // B's phone (recovery-aware) and B's laptop, which stays online.
+    let (mut phone, answer) =
+        connect_with(&env, json!({ "token": b.token, "pid": "000000000000000000000000" })).await;
+    let pid = answer["pid"].as_str().unwrap().to_owned();
+    next_event(&mut phone).await; // welcome
+    let (mut laptop, _) = RawSio::login(&env.ws_url(""), &b.token).await;
+
+    // B sends one message to A, then A writes back: the phone sees it with an offset.
+    phone
+        .emit("send_message", json!({ "to": a.user_id, "text": "from b" }))
+        .await;
+    let mine = events_until(&mut phone, |n, d| n == "message" && d["text"] == "from b").await;
+    let mine_id = mine.last().unwrap().1["message_id"].as_str().unwrap().to_owned();
+    sa.emit("send_message", json!({ "to": b.user_id, "text": "seen" }))
+        .await;
+    let seen = events_until(&mut phone, |n, d| n == "message" && d["text"] == "seen").await;
+    let last_seen = seen.last().unwrap().2.expect("an offset");
+
+    // The phone drops (its connection ends); meanwhile A reads B's message, types and
+    // writes twice. The laptop gets the messages, so they are delivered, not pending.
+    drop(phone);
+    harness::eventually("the phone's connection is gone", WAIT, || async {
+        harness::count(&env.db, "connections", bson::doc! { "pid": &pid }).await == 0
+    })
+    .await;
+    emit_acked(&mut sa, "read", json!({ "message_id": mine_id })).await;
+    emit_acked(&mut sa, "typing", json!({ "to": b.user_id, "typing": true })).await;
+    for text in ["while away 1", "while away 2"] {
+        emit_acked(&mut sa, "send_message", json!({ "to": b.user_id, "text": text })).await;
+    }
+    events_until(&mut laptop, |n, d| n == "message" && d["text"] == "while away 2").await;
+
+    // The phone comes back with its pid and offset: the same pid, no welcome, the missed
+    // events in the order they happened, each once.
+    let (mut phone, answer) = connect_with(
+        &env,
+        json!({ "token": b.token, "pid": pid, "offset": last_seen.to_string() }),
+    )
+    .await;
+    assert_eq!(answer["pid"], pid.as_str(), "recovered");
+    let replay = events_until(&mut phone, |n, d| n == "message" && d["text"] == "while away 2").await;
+    let names: Vec<&str> = replay.iter().map(|e| e.0.as_str()).collect();
+    assert!(!names.contains(&"system"), "no welcome on recovery: {names:?}");
+    let offsets: Vec<i64> = replay.iter().map(|e| e.2.expect("offsets")).collect();
+    assert!(offsets.windows(2).all(|w| w[0] < w[1]), "{offsets:?}");
+    assert!(offsets[0] > last_seen);
+    let read_at = names.iter().position(|n| *n == "read").expect("the read receipt");
+    assert_eq!(replay[read_at].1["message_id"], mine_id.as_str());
+    let typing_at = names.iter().position(|n| *n == "typing").expect("typing");
+    let texts: Vec<&str> = replay
+        .iter()
+        .filter(|e| e.0 == "message")
+        .map(|e| e.1["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["while away 1", "while away 2"]);
+    let first_message = names.iter().position(|n| *n == "message").unwrap();
+    assert!(read_at < typing_at && typing_at < first_message, "{names:?}");
+
+    // Live events go on after the replay, and nothing comes twice.
+    sa.emit("send_message", json!({ "to": b.user_id, "text": "live again" }))
+        .await;
+    let after = events_until(&mut phone, |n, d| n == "message" && d["text"] == "live again").await;
+    assert!(
+        after
+            .iter()
+            .all(|e| e.0 != "message" || e.1["text"] == "live again"),
+        "{after:?}"
+    );
+}
+
+#[tokio::test]
+async fn messages_that_waited_for_every_device_come_after_the_replay() {
+    let env = TestEnv::start().await;
+    let a = env.api.login(&mobile(1020)).await;
+    let b = env.api.login(&mobile(1021)).await;
+    let (mut sa, _) = RawSio::login(&env.ws_url(""), &a.token).await;
+    let (mut phone, answer) =
+        connect_with(&env, json!({ "token": b.token, "pid": "000000000000000000000000" })).await;
+    let pid = answer["pid"].as_str().unwrap().to_owned();
+    next_event(&mut phone).await; // welcome
+    sa.emit("typing", json!({ "to": b.user_id, "typing": true }))
+        .await;
+    let (_, _, offset) = next_event(&mut phone).await;
+    drop(phone);
+    harness::eventually("the phone's connection is gone", WAIT, || async {
+        harness::count(&env.db, "connections", bson::doc! { "pid": &pid }).await == 0
+    })
+    .await;
+    // No device of B online: the messages wait (undelivered); typing is logged.
+    emit_acked(&mut sa, "typing", json!({ "to": b.user_id, "typing": false })).await;
+    for text in ["w1", "w2", "w3"] {
+        emit_acked(&mut sa, "send_message", json!({ "to": b.user_id, "text": text })).await;
+    }
+    harness::eventually("the messages are stored", WAIT, || async {
+        harness::count(&env.db, "messages", bson::doc! {}).await == 3
+    })
+    .await;
+    let (mut phone, answer) = connect_with(
+        &env,
+        json!({ "token": b.token, "pid": pid, "offset": offset.unwrap().to_string() }),
+    )
+    .await;
+    assert_eq!(answer["pid"], pid.as_str());
+    let got = events_until(&mut phone, |n, d| n == "message" && d["text"] == "w3").await;
+    let summary: Vec<String> = got
+        .iter()
+        .map(|(n, d, _)| match n.as_str() {
+            "message" => d["text"].as_str().unwrap().to_owned(),
+            other => format!("{other}:{}", d["typing"]),
+        })
+        .collect();
+    assert_eq!(summary, ["typing:false", "w1", "w2", "w3"]);
+    // And A hears they were delivered.
+    for _ in 0..3 {
+        sa.wait_event("delivered").await;
+    }
+}
+
+#[tokio::test]
+async fn past_the_window_or_with_a_bad_claim_a_client_gets_a_new_session() {
+    let env = TestEnv::with(EnvOptions::default().var("RECOVERY_WINDOW_SECS", "1")).await;
+    let a = env.api.login(&mobile(1030)).await;
+    let b = env.api.login(&mobile(1031)).await;
+    let (mut sa, _) = RawSio::login(&env.ws_url(""), &a.token).await;
+    let (mut phone, answer) =
+        connect_with(&env, json!({ "token": b.token, "pid": "000000000000000000000000" })).await;
+    let pid = answer["pid"].as_str().unwrap().to_owned();
+    next_event(&mut phone).await;
+    sa.emit("typing", json!({ "to": b.user_id, "typing": true }))
+        .await;
+    let (_, _, offset) = next_event(&mut phone).await;
+    let offset = offset.unwrap().to_string();
+    drop(phone);
+    // Another user cannot take B's session, whatever the pid.
+    let (mut thief, answer) =
+        connect_with(&env, json!({ "token": a.token, "pid": pid, "offset": offset })).await;
+    assert_ne!(answer["pid"], pid.as_str());
+    assert_eq!(next_event(&mut thief).await.1["type"], "welcome");
+    // A nonsense offset: a new session.
+    let (mut s, answer) =
+        connect_with(&env, json!({ "token": b.token, "pid": pid, "offset": "banana" })).await;
+    assert_ne!(answer["pid"], pid.as_str());
+    assert_eq!(next_event(&mut s).await.1["type"], "welcome");
+    drop(s);
+    // Once the window has passed since the connection ended: a new session, the welcome.
+    harness::eventually("the window passes", Duration::from_secs(10), || async {
+        harness::count(
+            &env.db,
+            "recovery_sessions",
+            bson::doc! { "_id": &pid, "expires_at": { "$gt": bson::DateTime::now() } },
+        )
+        .await
+            == 0
+    })
+    .await;
+    sa.emit("send_message", json!({ "to": b.user_id, "text": "late" }))
+        .await;
+    let (mut late, answer) =
+        connect_with(&env, json!({ "token": b.token, "pid": pid, "offset": offset })).await;
+    assert_ne!(answer["pid"], pid.as_str());
+    let (_, welcome, _) = next_event(&mut late).await;
+    assert_eq!((welcome["type"].as_str(), welcome["pending"].as_u64()), (Some("welcome"), Some(1)));
+    let (_, m, _) = next_event(&mut late).await;
+    assert_eq!(m["text"], "late");
+}
+
+#[tokio::test]
+async fn plain_json_clients_resume_with_pid_and_offset() {
+    let env = TestEnv::start().await;
+    let a = env.api.login(&mobile(1040)).await;
+    let b = env.api.login(&mobile(1041)).await;
+    let (mut sa, _) = RawSio::login(&env.ws_url(""), &a.token).await;
+    let url = env.ws_url(&format!("/?token={}", b.token));
+    let mut j = RawWs::connect(&url).await.unwrap();
+    let welcome: Value = serde_json::from_str(&j.text(WAIT).await).unwrap();
+    let pid = welcome["data"]["pid"].as_str().unwrap().to_owned();
+    sa.emit("send_message", json!({ "to": b.user_id, "text": "hi json" }))
+        .await;
+    let m: Value = serde_json::from_str(&j.text(WAIT).await).unwrap();
+    assert_eq!(m["data"]["text"], "hi json");
+    let offset = m["offset"].as_str().expect("an offset").to_owned();
+    drop(j);
+    harness::eventually("the connection is gone", WAIT, || async {
+        harness::count(&env.db, "connections", bson::doc! { "pid": &pid }).await == 0
+    })
+    .await;
+    sa.emit("typing", json!({ "to": b.user_id, "typing": true }))
+        .await;
+    harness::eventually("the typing is logged", WAIT, || async {
+        harness::count(&env.db, "event_logs", bson::doc! { "seq": { "$gt": offset.parse::<i64>().unwrap() } }).await == 1
+    })
+    .await;
+    let mut j = RawWs::connect(&format!("{url}&resume={pid}:{offset}"))
+        .await
+        .unwrap();
+    let welcome: Value = serde_json::from_str(&j.text(WAIT).await).unwrap();
+    assert_eq!(welcome["data"]["recovered"], true, "{welcome}");
+    assert_eq!(welcome["data"]["pid"], pid.as_str());
+    let typing: Value = serde_json::from_str(&j.text(WAIT).await).unwrap();
+    assert_eq!((typing["event"].as_str(), typing["data"]["typing"].as_bool()), (Some("typing"), Some(true)));
+    assert!(typing["offset"].as_str().unwrap().parse::<i64>().unwrap() > offset.parse::<i64>().unwrap());
+    // A resume that cannot be honoured: a new session, said so.
+    let mut k = RawWs::connect(&format!("{url}&resume=ffffffffffffffffffffffff:3"))
+        .await
+        .unwrap();
+    let welcome: Value = serde_json::from_str(&k.text(WAIT).await).unwrap();
+    assert_eq!(welcome["data"]["recovered"], false);
+    assert_ne!(welcome["data"]["pid"], pid.as_str());
+}
