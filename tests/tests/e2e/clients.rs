@@ -78,6 +78,23 @@ async fn socket_io_client_across_a_session_refresh() {
     .await;
 }
 
+/// `tests/node/forced-close/`: the stock client recovers its session (connection state
+/// recovery) across API Gateway's forced closes, shortened to 3 seconds.
+#[tokio::test]
+async fn socket_io_client_recovers_across_forced_closes() {
+    let dir = root().join("tests/node");
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.args(["--test", "--test-reporter=spec", "forced-close/recovery.mjs"])
+        .current_dir(&dir);
+    run_suite_with(
+        EnvOptions::default().var("GATEWAY_MAX_CONNECTION_S", "3"),
+        cmd,
+        "the node recovery suite",
+        Duration::from_secs(120),
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn python_socketio_client_from_pypi() {
     let venv = std::env::var("CHAT_VENV").map_or_else(|_| root().join(".venv"), PathBuf::from);
