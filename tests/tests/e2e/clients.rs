@@ -84,8 +84,12 @@ async fn socket_io_client_across_a_session_refresh() {
 async fn socket_io_client_recovers_across_forced_closes() {
     let dir = root().join("tests/node");
     let mut cmd = tokio::process::Command::new("node");
-    cmd.args(["--test", "--test-reporter=spec", "forced-close/recovery.mjs"])
-        .current_dir(&dir);
+    cmd.args([
+        "--test",
+        "--test-reporter=spec",
+        "forced-close/recovery.mjs",
+    ])
+    .current_dir(&dir);
     run_suite_with(
         EnvOptions::default().var("GATEWAY_MAX_CONNECTION_S", "3"),
         cmd,

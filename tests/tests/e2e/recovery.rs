@@ -38,7 +38,9 @@ async fn next_event(s: &mut RawSio) -> (String, Value, Option<i64>) {
 async fn emit_acked(s: &mut RawSio, name: &str, data: Value) -> Value {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
     let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    s.send(&format!("42{id}{}", json!([name, data]))).await.unwrap();
+    s.send(&format!("42{id}{}", json!([name, data])))
+        .await
+        .unwrap();
     let prefix = format!("43{id}");
     loop {
         let f = s.frame().await;
@@ -81,17 +83,26 @@ async fn connect_answers_carry_a_pid_and_offsets_follow_a_claim() {
     sa.emit("send_message", json!({ "to": b.user_id, "text": "one" }))
         .await;
     let (name, m, offset) = next_event(&mut first).await;
-    assert_eq!((name.as_str(), m["text"].as_str(), offset), ("message", Some("one"), None));
+    assert_eq!(
+        (name.as_str(), m["text"].as_str(), offset),
+        ("message", Some("one"), None)
+    );
 
     // A client that sends a pid implements recovery: its events carry offsets. An unknown
     // pid gets a new session (another pid, and the welcome).
-    let (mut second, answer) =
-        connect_with(&env, json!({ "token": b.token, "pid": "0123456789abcdef01234567" })).await;
+    let (mut second, answer) = connect_with(
+        &env,
+        json!({ "token": b.token, "pid": "0123456789abcdef01234567" }),
+    )
+    .await;
     let other_pid = answer["pid"].as_str().unwrap().to_owned();
     assert_ne!(other_pid, "0123456789abcdef01234567");
     assert_ne!(other_pid, pid);
     let (name, welcome, _) = next_event(&mut second).await;
-    assert_eq!((name.as_str(), welcome["type"].as_str()), ("system", Some("welcome")));
+    assert_eq!(
+        (name.as_str(), welcome["type"].as_str()),
+        ("system", Some("welcome"))
+    );
     sa.emit("send_message", json!({ "to": b.user_id, "text": "two" }))
         .await;
     let (_, m, offset) = next_event(&mut second).await;
@@ -114,8 +125,11 @@ async fn a_device_that_comes_back_gets_what_it_missed_once_in_order_then_the_bac
     let b = env.api.login(&mobile(1011)).await;
     let (mut sa, _) = RawSio::login(&env.ws_url(""), &a.token).await;
     // B's phone (recovery-aware) and B's laptop, which stays online.
-    let (mut phone, answer) =
-        connect_with(&env, json!({ "token": b.token, "pid": "000000000000000000000000" })).await;
+    let (mut phone, answer) = connect_with(
+        &env,
+        json!({ "token": b.token, "pid": "000000000000000000000000" }),
+    )
+    .await;
     let pid = answer["pid"].as_str().unwrap().to_owned();
     next_event(&mut phone).await; // welcome
     let (mut laptop, _) = RawSio::login(&env.ws_url(""), &b.token).await;
@@ -125,7 +139,10 @@ async fn a_device_that_comes_back_gets_what_it_missed_once_in_order_then_the_bac
         .emit("send_message", json!({ "to": a.user_id, "text": "from b" }))
         .await;
     let mine = events_until(&mut phone, |n, d| n == "message" && d["text"] == "from b").await;
-    let mine_id = mine.last().unwrap().1["message_id"].as_str().unwrap().to_owned();
+    let mine_id = mine.last().unwrap().1["message_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     sa.emit("send_message", json!({ "to": b.user_id, "text": "seen" }))
         .await;
     let seen = events_until(&mut phone, |n, d| n == "message" && d["text"] == "seen").await;
@@ -139,11 +156,24 @@ async fn a_device_that_comes_back_gets_what_it_missed_once_in_order_then_the_bac
     })
     .await;
     emit_acked(&mut sa, "read", json!({ "message_id": mine_id })).await;
-    emit_acked(&mut sa, "typing", json!({ "to": b.user_id, "typing": true })).await;
+    emit_acked(
+        &mut sa,
+        "typing",
+        json!({ "to": b.user_id, "typing": true }),
+    )
+    .await;
     for text in ["while away 1", "while away 2"] {
-        emit_acked(&mut sa, "send_message", json!({ "to": b.user_id, "text": text })).await;
+        emit_acked(
+            &mut sa,
+            "send_message",
+            json!({ "to": b.user_id, "text": text }),
+        )
+        .await;
     }
-    events_until(&mut laptop, |n, d| n == "message" && d["text"] == "while away 2").await;
+    events_until(&mut laptop, |n, d| {
+        n == "message" && d["text"] == "while away 2"
+    })
+    .await;
 
     // The phone comes back with its pid and offset: the same pid, no welcome, the missed
     // events in the order they happened, each once.
@@ -153,13 +183,22 @@ async fn a_device_that_comes_back_gets_what_it_missed_once_in_order_then_the_bac
     )
     .await;
     assert_eq!(answer["pid"], pid.as_str(), "recovered");
-    let replay = events_until(&mut phone, |n, d| n == "message" && d["text"] == "while away 2").await;
+    let replay = events_until(&mut phone, |n, d| {
+        n == "message" && d["text"] == "while away 2"
+    })
+    .await;
     let names: Vec<&str> = replay.iter().map(|e| e.0.as_str()).collect();
-    assert!(!names.contains(&"system"), "no welcome on recovery: {names:?}");
+    assert!(
+        !names.contains(&"system"),
+        "no welcome on recovery: {names:?}"
+    );
     let offsets: Vec<i64> = replay.iter().map(|e| e.2.expect("offsets")).collect();
     assert!(offsets.windows(2).all(|w| w[0] < w[1]), "{offsets:?}");
     assert!(offsets[0] > last_seen);
-    let read_at = names.iter().position(|n| *n == "read").expect("the read receipt");
+    let read_at = names
+        .iter()
+        .position(|n| *n == "read")
+        .expect("the read receipt");
     assert_eq!(replay[read_at].1["message_id"], mine_id.as_str());
     // (Phantom typing, an experiment, may add typing events of its own.)
     let typing_at = names.iter().position(|n| *n == "typing").expect("typing");
@@ -170,12 +209,21 @@ async fn a_device_that_comes_back_gets_what_it_missed_once_in_order_then_the_bac
         .collect();
     assert_eq!(texts, ["while away 1", "while away 2"]);
     let first_message = names.iter().position(|n| *n == "message").unwrap();
-    assert!(read_at < first_message && typing_at < first_message, "{names:?}");
+    assert!(
+        read_at < first_message && typing_at < first_message,
+        "{names:?}"
+    );
 
     // Live events go on after the replay, and nothing comes twice.
-    sa.emit("send_message", json!({ "to": b.user_id, "text": "live again" }))
-        .await;
-    let after = events_until(&mut phone, |n, d| n == "message" && d["text"] == "live again").await;
+    sa.emit(
+        "send_message",
+        json!({ "to": b.user_id, "text": "live again" }),
+    )
+    .await;
+    let after = events_until(&mut phone, |n, d| {
+        n == "message" && d["text"] == "live again"
+    })
+    .await;
     assert!(
         after
             .iter()
@@ -190,8 +238,11 @@ async fn messages_that_waited_for_every_device_come_after_the_replay() {
     let a = env.api.login(&mobile(1020)).await;
     let b = env.api.login(&mobile(1021)).await;
     let (mut sa, _) = RawSio::login(&env.ws_url(""), &a.token).await;
-    let (mut phone, answer) =
-        connect_with(&env, json!({ "token": b.token, "pid": "000000000000000000000000" })).await;
+    let (mut phone, answer) = connect_with(
+        &env,
+        json!({ "token": b.token, "pid": "000000000000000000000000" }),
+    )
+    .await;
     let pid = answer["pid"].as_str().unwrap().to_owned();
     next_event(&mut phone).await; // welcome
     sa.emit("typing", json!({ "to": b.user_id, "typing": true }))
@@ -203,9 +254,19 @@ async fn messages_that_waited_for_every_device_come_after_the_replay() {
     })
     .await;
     // No device of B online: the messages wait (undelivered); typing is logged.
-    emit_acked(&mut sa, "typing", json!({ "to": b.user_id, "typing": false })).await;
+    emit_acked(
+        &mut sa,
+        "typing",
+        json!({ "to": b.user_id, "typing": false }),
+    )
+    .await;
     for text in ["w1", "w2", "w3"] {
-        emit_acked(&mut sa, "send_message", json!({ "to": b.user_id, "text": text })).await;
+        emit_acked(
+            &mut sa,
+            "send_message",
+            json!({ "to": b.user_id, "text": text }),
+        )
+        .await;
     }
     harness::eventually("the messages are stored", WAIT, || async {
         harness::count(&env.db, "messages", bson::doc! {}).await == 3
@@ -227,10 +288,19 @@ async fn messages_that_waited_for_every_device_come_after_the_replay() {
         .collect();
     // The logged typing stop first, then the messages that waited, in order. (Phantom
     // typing, an experiment, may add typing events of its own.)
-    let messages: Vec<&String> = summary.iter().filter(|s| !s.starts_with("typing")).collect();
+    let messages: Vec<&String> = summary
+        .iter()
+        .filter(|s| !s.starts_with("typing"))
+        .collect();
     assert_eq!(messages, ["w1", "w2", "w3"], "{summary:?}");
-    let stop = summary.iter().position(|s| s == "typing:false").expect("the typing stop");
-    assert!(stop < summary.iter().position(|s| s == "w1").unwrap(), "{summary:?}");
+    let stop = summary
+        .iter()
+        .position(|s| s == "typing:false")
+        .expect("the typing stop");
+    assert!(
+        stop < summary.iter().position(|s| s == "w1").unwrap(),
+        "{summary:?}"
+    );
     // And A hears they were delivered.
     for _ in 0..3 {
         sa.wait_event("delivered").await;
@@ -243,8 +313,11 @@ async fn past_the_window_or_with_a_bad_claim_a_client_gets_a_new_session() {
     let a = env.api.login(&mobile(1030)).await;
     let b = env.api.login(&mobile(1031)).await;
     let (mut sa, _) = RawSio::login(&env.ws_url(""), &a.token).await;
-    let (mut phone, answer) =
-        connect_with(&env, json!({ "token": b.token, "pid": "000000000000000000000000" })).await;
+    let (mut phone, answer) = connect_with(
+        &env,
+        json!({ "token": b.token, "pid": "000000000000000000000000" }),
+    )
+    .await;
     let pid = answer["pid"].as_str().unwrap().to_owned();
     next_event(&mut phone).await;
     sa.emit("typing", json!({ "to": b.user_id, "typing": true }))
@@ -253,13 +326,19 @@ async fn past_the_window_or_with_a_bad_claim_a_client_gets_a_new_session() {
     let offset = offset.unwrap().to_string();
     drop(phone);
     // Another user cannot take B's session, whatever the pid.
-    let (mut thief, answer) =
-        connect_with(&env, json!({ "token": a.token, "pid": pid, "offset": offset })).await;
+    let (mut thief, answer) = connect_with(
+        &env,
+        json!({ "token": a.token, "pid": pid, "offset": offset }),
+    )
+    .await;
     assert_ne!(answer["pid"], pid.as_str());
     assert_eq!(next_event(&mut thief).await.1["type"], "welcome");
     // A nonsense offset: a new session.
-    let (mut s, answer) =
-        connect_with(&env, json!({ "token": b.token, "pid": pid, "offset": "banana" })).await;
+    let (mut s, answer) = connect_with(
+        &env,
+        json!({ "token": b.token, "pid": pid, "offset": "banana" }),
+    )
+    .await;
     assert_ne!(answer["pid"], pid.as_str());
     assert_eq!(next_event(&mut s).await.1["type"], "welcome");
     drop(s);
@@ -276,11 +355,17 @@ async fn past_the_window_or_with_a_bad_claim_a_client_gets_a_new_session() {
     .await;
     sa.emit("send_message", json!({ "to": b.user_id, "text": "late" }))
         .await;
-    let (mut late, answer) =
-        connect_with(&env, json!({ "token": b.token, "pid": pid, "offset": offset })).await;
+    let (mut late, answer) = connect_with(
+        &env,
+        json!({ "token": b.token, "pid": pid, "offset": offset }),
+    )
+    .await;
     assert_ne!(answer["pid"], pid.as_str());
     let (_, welcome, _) = next_event(&mut late).await;
-    assert_eq!((welcome["type"].as_str(), welcome["pending"].as_u64()), (Some("welcome"), Some(1)));
+    assert_eq!(
+        (welcome["type"].as_str(), welcome["pending"].as_u64()),
+        (Some("welcome"), Some(1))
+    );
     let (_, m, _) = next_event(&mut late).await;
     assert_eq!(m["text"], "late");
 }
@@ -295,8 +380,11 @@ async fn plain_json_clients_resume_with_pid_and_offset() {
     let mut j = RawWs::connect(&url).await.unwrap();
     let welcome: Value = serde_json::from_str(&j.text(WAIT).await).unwrap();
     let pid = welcome["data"]["pid"].as_str().unwrap().to_owned();
-    sa.emit("send_message", json!({ "to": b.user_id, "text": "hi json" }))
-        .await;
+    sa.emit(
+        "send_message",
+        json!({ "to": b.user_id, "text": "hi json" }),
+    )
+    .await;
     let m: Value = serde_json::from_str(&j.text(WAIT).await).unwrap();
     assert_eq!(m["data"]["text"], "hi json");
     let offset = m["offset"].as_str().expect("an offset").to_owned();
@@ -320,8 +408,13 @@ async fn plain_json_clients_resume_with_pid_and_offset() {
     assert_eq!(welcome["data"]["recovered"], true, "{welcome}");
     assert_eq!(welcome["data"]["pid"], pid.as_str());
     let typing: Value = serde_json::from_str(&j.text(WAIT).await).unwrap();
-    assert_eq!((typing["event"].as_str(), typing["data"]["typing"].as_bool()), (Some("typing"), Some(true)));
-    assert!(typing["offset"].as_str().unwrap().parse::<i64>().unwrap() > offset.parse::<i64>().unwrap());
+    assert_eq!(
+        (typing["event"].as_str(), typing["data"]["typing"].as_bool()),
+        (Some("typing"), Some(true))
+    );
+    assert!(
+        typing["offset"].as_str().unwrap().parse::<i64>().unwrap() > offset.parse::<i64>().unwrap()
+    );
     // A resume that cannot be honoured: a new session, said so.
     let mut k = RawWs::connect(&format!("{url}&resume=ffffffffffffffffffffffff:3"))
         .await
