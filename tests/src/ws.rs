@@ -116,4 +116,21 @@ impl RawSio {
     pub async fn emit(&mut self, name: &str, data: Value) {
         self.0.emit(name, &data).await.unwrap();
     }
+
+    /// Emits `name` asking for an ack and returns the ack's arguments (skipping other
+    /// frames). Waiting for it orders what follows after it: the gateway, like API Gateway,
+    /// may run one connection's frames concurrently.
+    pub async fn emit_ack(&mut self, name: &str, data: Value) -> Vec<Value> {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+        let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let frame = format!("42{id}{}", serde_json::json!([name, data]));
+        self.0.send(&frame).await.unwrap();
+        let prefix = format!("43{id}");
+        loop {
+            let f = self.frame().await;
+            if let Some(body) = f.strip_prefix(&prefix) {
+                return serde_json::from_str(body).unwrap();
+            }
+        }
+    }
 }

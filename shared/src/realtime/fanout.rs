@@ -216,10 +216,7 @@ impl Inbox {
                 .iter()
                 .map(|m| ServerEvent::Message(message_event(m)))
                 .collect();
-            let mut offsets = Vec::with_capacity(events.len());
-            for event in &events {
-                offsets.push(recovery::append(app, self.user, event).await?);
-            }
+            let offsets = recovery::append_all(app, self.user, &events).await?;
             // Each connection gets the page in order; connections in parallel. Message i
             // counts as delivered when some connection took frames 0..=i. A connection that
             // missed a frame gets nothing more from this delivery (it would see a gap).
@@ -462,10 +459,7 @@ pub async fn notify_senders(
             .collect();
         // Logged in message order (so a recovering device replays them in it), posted
         // together.
-        let mut offsets = Vec::with_capacity(notices.len());
-        for notice in &notices {
-            offsets.push(outbox::log(app, sender, notice).await);
-        }
+        let offsets = outbox::log_all(app, sender, &notices).await;
         let conns = &conns;
         join_all(
             notices

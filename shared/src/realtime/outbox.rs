@@ -71,11 +71,20 @@ pub async fn push(
 /// Appends `event` to `user`'s recovery log; its offset (`None` if it could not be logged:
 /// the event still goes out, without one).
 pub async fn log(app: &App, user: UserId, event: &ServerEvent) -> Option<i64> {
-    match recovery::append(app, user, event).await {
-        Ok(offset) => offset,
+    log_all(app, user, std::slice::from_ref(event))
+        .await
+        .into_iter()
+        .next()
+        .flatten()
+}
+
+/// [`log`] for several events, in order, in one round trip.
+pub async fn log_all(app: &App, user: UserId, events: &[ServerEvent]) -> Vec<Option<i64>> {
+    match recovery::append_all(app, user, events).await {
+        Ok(offsets) => offsets,
         Err(e) => {
-            tracing::warn!(error = %e, "could not log an event for recovery");
-            None
+            tracing::warn!(error = %e, "could not log events for recovery");
+            vec![None; events.len()]
         }
     }
 }

@@ -68,18 +68,29 @@ fn after_now(d: Duration) -> bson::DateTime {
     time::to_bson(time::now() + chrono::TimeDelta::from_std(d).unwrap_or_default())
 }
 
-/// Appends `event` to `user`'s log and returns its offset (`None` with recovery off).
-pub async fn append(app: &App, user: UserId, event: &ServerEvent) -> Result<Option<i64>> {
-    if !enabled(app) {
-        return Ok(None);
+/// Appends `events` to `user`'s log in one update, in order, and returns their offsets
+/// (all `None` with recovery off): one round trip for a whole page of messages.
+pub async fn append_all(
+    app: &App,
+    user: UserId,
+    events: &[ServerEvent],
+) -> Result<Vec<Option<i64>>> {
+    if !enabled(app) || events.is_empty() {
+        return Ok(vec![None; events.len()]);
     }
-    let now = time::now();
-    let logged = LoggedEvent {
-        n: event.name().to_owned(),
-        d: event.data().to_string(),
-        at: time::to_bson(now),
-    };
-    let logged = bson::to_bson(&logged).map_err(mongodb::error::Error::from)?;
+    let at = time::to_bson(time::now());
+    let logged = events
+        .iter()
+        .map(|e| {
+            bson::to_bson(&LoggedEvent {
+                n: e.name().to_owned(),
+                d: e.data().to_string(),
+                at,
+            })
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(mongodb::error::Error::from)?;
+    let n = i64::try_from(events.len()).unwrap_or(i64::MAX);
     let max = i32::try_from(app.config.ws.recovery_max_events).unwrap_or(i32::MAX);
     for _ in 0..3 {
         let res = app
@@ -88,8 +99,8 @@ pub async fn append(app: &App, user: UserId, event: &ServerEvent) -> Result<Opti
             .find_one_and_update(
                 doc! { "_id": user.object_id() },
                 doc! {
-                    "$inc": { "seq": 1_i64 },
-                    "$push": { "events": { "$each": [logged.clone()], "$slice": -max } },
+                    "$inc": { "seq": n },
+                    "$push": { "events": { "$each": logged.clone(), "$slice": -max } },
                 },
             )
             .upsert(true)
@@ -97,7 +108,8 @@ pub async fn append(app: &App, user: UserId, event: &ServerEvent) -> Result<Opti
             .return_document(ReturnDocument::After)
             .await;
         match res {
-            Ok(Some(log)) => return Ok(Some(log.seq)),
+            // The last event has the new head; the others count back from it.
+            Ok(Some(log)) => return Ok((log.seq - n + 1..=log.seq).map(Some).collect()),
             Ok(None) => {}
             // Two first appends at once: one inserted; go again.
             Err(e) if is_duplicate_key(&e) => {}

@@ -126,20 +126,6 @@ async fn a_user_over_the_send_rate_is_refused_and_stays_connected() {
     }
 }
 
-/// Emits `name` with an ack id and returns the ack's arguments.
-async fn emit_ack(s: &mut RawSio, id: u32, name: &str, data: &Value) -> Vec<Value> {
-    s.send(&format!("42{id}{}", json!([name, data])))
-        .await
-        .unwrap();
-    let prefix = format!("43{id}");
-    loop {
-        let f = s.frame().await;
-        if let Some(body) = f.strip_prefix(&prefix) {
-            return serde_json::from_str(body).unwrap();
-        }
-    }
-}
-
 #[tokio::test]
 async fn the_event_bucket_refills_steadily() {
     // Three tokens, one more every 500 ms.
@@ -155,8 +141,8 @@ async fn the_event_bucket_refills_steadily() {
     let (mut sa, _) = RawSio::login(&env.ws_url(""), &a.token).await;
     let typing = json!({ "to": b.user_id, "typing": true });
     let mut results = Vec::new();
-    for id in 0..4 {
-        results.push(emit_ack(&mut sa, id, "typing", &typing).await);
+    for _ in 0..4 {
+        results.push(sa.emit_ack("typing", typing.clone()).await);
     }
     let refused = &results[3][0]["error"];
     assert!(
@@ -168,10 +154,9 @@ async fn the_event_bucket_refills_steadily() {
     let wait = refused["retry_after"].as_u64().expect("retry_after");
     assert!(wait <= 1, "{refused}");
     let started = std::time::Instant::now();
-    let mut id = 10;
+    // Polls: each try is a real send, refused until the token is back.
     loop {
-        id += 1;
-        if emit_ack(&mut sa, id, "typing", &typing).await[0]
+        if sa.emit_ack("typing", typing.clone()).await[0]
             .get("error")
             .is_none()
         {

@@ -33,23 +33,12 @@ async fn next_event(s: &mut RawSio) -> (String, Value, Option<i64>) {
     (name, args[0].clone(), offset)
 }
 
-/// Emits with an ack and waits for it, so that what follows is handled after it (the
-/// gateway, like API Gateway, may run one connection's frames concurrently).
+/// Emits with an ack and waits for it (so what follows is handled after it); the ack must
+/// not be an error.
 async fn emit_acked(s: &mut RawSio, name: &str, data: Value) -> Value {
-    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
-    let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    s.send(&format!("42{id}{}", json!([name, data])))
-        .await
-        .unwrap();
-    let prefix = format!("43{id}");
-    loop {
-        let f = s.frame().await;
-        if let Some(body) = f.strip_prefix(&prefix) {
-            let args: Vec<Value> = serde_json::from_str(body).unwrap();
-            assert!(args[0].get("error").is_none(), "{name} refused: {body}");
-            return args[0].clone();
-        }
-    }
+    let args = s.emit_ack(name, data).await;
+    assert!(args[0].get("error").is_none(), "{name} refused: {args:?}");
+    args[0].clone()
 }
 
 /// Events until `stop` holds for one (included), skipping nothing.
