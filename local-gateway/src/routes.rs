@@ -34,7 +34,7 @@ impl HttpRoute {
 
     /// Matches a concrete path against the route's template; returns the path parameters.
     pub fn matches(&self, method: &str, path: &str) -> Option<Vec<(String, String)>> {
-        if !self.method().eq_ignore_ascii_case(method) {
+        if self.method() != "ANY" && !self.method().eq_ignore_ascii_case(method) {
             return None;
         }
         let template: Vec<&str> = self.path().trim_matches('/').split('/').collect();
@@ -89,6 +89,10 @@ pub fn http_routes() -> Vec<HttpRoute> {
             http_logout_all
         ),
         http_route!("GET /users/me", "http-get-me", http_get_me),
+        // Engine.IO long-polling: the long-poll (and handshake), and the client's packets
+        // (every other method, refused there with Engine.IO's 400).
+        http_route!("GET /socket.io", "http-eio-poll", http_eio_poll),
+        http_route!("ANY /socket.io", "http-eio-post", http_eio_post),
         http_route!("PATCH /users/me", "http-update-me", http_update_me),
         http_route!(
             "GET /chat/messages/{other_id}",

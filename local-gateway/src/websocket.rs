@@ -142,6 +142,7 @@ pub(crate) async fn upgrade(
     uri: Uri,
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    request: axum::extract::Request,
 ) -> Response {
     let Some(api) = shared.ws_apis.iter().position(|a| a.serves(uri.path())) else {
         return json_error(
@@ -151,18 +152,9 @@ pub(crate) async fn upgrade(
         );
     };
     let Ok(ws) = ws else {
-        if uri.path().starts_with("/socket.io") || uri.path().starts_with("/engine.io") {
-            return json_error(
-                StatusCode::BAD_REQUEST,
-                "websocket_only",
-                "HTTP long-polling is not available (API Gateway has no polling): connect with transports: [\"websocket\"]",
-            );
-        }
-        return json_error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            &format!("no route for {}", uri.path()),
-        );
+        // Not a WebSocket handshake: the HTTP API's routes (Engine.IO long-polling is
+        // `GET`/`POST /socket.io/` there), as one host serves both locally.
+        return crate::http_api::serve(State(shared), ConnectInfo(peer), request).await;
     };
     let meta = Meta {
         id: ids::connection_id(),

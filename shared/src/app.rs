@@ -157,7 +157,7 @@ impl App {
             migrations::run_pending(&store.db).await?;
         }
         Ok(App {
-            pusher: Pusher::new(sdk, config.ws.endpoint.as_deref()),
+            pusher: Pusher::new(sdk, config.ws.endpoint.as_deref()).with_polling(&store),
             invoker: Invoker::new(sdk, &config.scheduler_function),
             sms: Sms::new(sdk, config.sns_endpoint.as_deref()),
             experiments: Experiments::new(&config.experiments),

@@ -134,7 +134,9 @@ object_id_newtype!(
     InputError::InvalidMessageId
 );
 
-/// An API Gateway WebSocket connection id (`L0SM9cOFvHcCIhw=`): what @connections addresses.
+/// A connection id: an API Gateway WebSocket connection id (`L0SM9cOFvHcCIhw=`), what
+/// @connections addresses, or a long-polling session's (`poll.` + its Engine.IO sid: no
+/// API Gateway id has a `.`), whose packets are queued in MongoDB for its next `GET`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(into = "String", try_from = "String")]
 pub struct ConnectionId(String);
@@ -157,7 +159,7 @@ impl ConnectionId {
         let ok = !raw.is_empty()
             && raw.len() <= 128
             && raw.bytes().all(|b| {
-                b.is_ascii_alphanumeric() || matches!(b, b'=' | b'-' | b'_' | b'+' | b'/')
+                b.is_ascii_alphanumeric() || matches!(b, b'=' | b'-' | b'_' | b'+' | b'/' | b'.')
             });
         if ok {
             Ok(Self(raw.to_owned()))
@@ -169,7 +171,22 @@ impl ConnectionId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The connection id of the long-polling session `sid`, if `sid` can be one.
+    pub fn polling(sid: &str) -> Result<Self, InputError> {
+        if sid.is_empty() || sid.contains('.') {
+            return Err(InputError::InvalidConnectionId);
+        }
+        Self::parse(&format!("{POLLING_PREFIX}{sid}"))
+    }
+
+    /// Whether this is a long-polling session (its packets are queued, not posted).
+    pub fn is_polling(&self) -> bool {
+        self.0.starts_with(POLLING_PREFIX)
+    }
 }
+
+const POLLING_PREFIX: &str = "poll.";
 
 impl fmt::Display for ConnectionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

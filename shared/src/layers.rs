@@ -30,6 +30,7 @@ pub(crate) const LAYERS: &[(&str, &[&str])] = &[
             "realtime::connections",
             "realtime::events",
             "realtime::outbox",
+            "realtime::polling",
             "realtime::recovery",
             "realtime::sio_env",
         ],
@@ -46,7 +47,15 @@ pub(crate) const LAYERS: &[(&str, &[&str])] = &[
             "realtime::service",
         ],
     ),
-    ("adapters", &["realtime::ws", "scheduler", "layers"]),
+    (
+        "adapters",
+        &[
+            "realtime::ws",
+            "realtime::poll_routes",
+            "scheduler",
+            "layers",
+        ],
+    ),
 ];
 
 /// The layer index of a module path (`realtime::ws`, `socketio`, ...).

@@ -80,6 +80,19 @@ pub async fn run_task(app: &App, task: Task) -> Result<Report> {
                 report.opened = 1;
             }
         }
+        Task::Close { connection_id: id } => {
+            // A noop (which clients ignore) tells when the connection exists.
+            let first = runtime::send_when_established(
+                &AppEnv::new(app),
+                &id,
+                crate::push::NOOP.to_owned(),
+                engine_config(app).establish_wait,
+            )
+            .await;
+            if first == runtime::FirstFrame::Sent {
+                app.pusher.close(&id).await?;
+            }
+        }
         Task::Welcome {
             connection_id: id,
             resume_after,

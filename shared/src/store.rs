@@ -178,6 +178,41 @@ pub struct ConnectionDoc {
     /// `pid`, or it speaks plain JSON).
     #[serde(default)]
     pub offsets: bool,
+    /// A long-polling session that upgraded: the WebSocket connection that carries it now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ws_id: Option<String>,
+    /// A long-polling session that a WebSocket connection is probing (upgrade started).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub probing: bool,
+    /// A long-polling session's pending `GET` holds it until then (one at a time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll_until: Option<DateTime>,
+}
+
+/// `poll_queue`: a server packet waiting for a long-polling session's next `GET`, in
+/// insertion order (`_id`). Binary packets are stored as the payload encoding has them
+/// (`b` + base64).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PollPacketDoc {
+    #[serde(rename = "_id")]
+    pub id: ObjectId,
+    /// The polling session's connection id.
+    pub conn: String,
+    pub packet: String,
+    /// TTL field: nobody fetched it.
+    pub expires_at: DateTime,
+}
+
+/// `poll_upgrades`: a WebSocket connection opened with a polling session's `sid`, probing
+/// it and then carrying it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PollUpgradeDoc {
+    /// The WebSocket connection id.
+    #[serde(rename = "_id")]
+    pub ws_id: String,
+    /// The polling session's connection id.
+    pub conn: String,
+    pub expires_at: DateTime,
 }
 
 /// `event_logs`: one per user, the events sent to them (all their devices) for connection
@@ -261,6 +296,8 @@ pub struct Store {
     pub rate_limits: Collection<RateLimitDoc>,
     pub event_logs: Collection<EventLogDoc>,
     pub recovery_sessions: Collection<RecoveryDoc>,
+    pub poll_queue: Collection<PollPacketDoc>,
+    pub poll_upgrades: Collection<PollUpgradeDoc>,
 }
 
 /// `rate_limits`: hits on one key within one fixed window (`<key>@<window start ms>`); a
@@ -299,6 +336,8 @@ impl Store {
             rate_limits: db.collection("rate_limits"),
             event_logs: db.collection("event_logs"),
             recovery_sessions: db.collection("recovery_sessions"),
+            poll_queue: db.collection("poll_queue"),
+            poll_upgrades: db.collection("poll_upgrades"),
             db,
         }
     }

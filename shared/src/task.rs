@@ -20,6 +20,9 @@ pub enum Task {
     },
     /// Deliver `user`'s messages that are due at `not_before_ms` (epoch milliseconds).
     Deliver { user: UserId, not_before_ms: i64 },
+    /// Close a connection once it is established (a second upgrade of a long-polling
+    /// session that another WebSocket connection carries already).
+    Close { connection_id: ConnectionId },
     /// End a phantom typing indicator.
     PhantomStop {
         from: UserId,

@@ -203,6 +203,24 @@ export async function expectNoEvent(sock, name, waitMs = 600, pred = () => true)
   );
 }
 
+/**
+ * Polls `cond` (may be async) every 25 ms until it returns a truthy value, which it
+ * returns; rejects after `timeoutMs`. `what` (a string, or a function giving one at the
+ * time of failure) describes the condition and what was seen instead.
+ */
+export async function waitUntil(cond, timeoutMs = EVENT_TIMEOUT_MS, what = "condition") {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await cond();
+    if (v) return v;
+    if (Date.now() >= deadline) {
+      const desc = typeof what === "function" ? what() : what;
+      throw new Error(`${desc}: not met within ${timeoutMs} ms`);
+    }
+    await sleep(25);
+  }
+}
+
 /** The `system` error event (consumed) with the given code. */
 export function nextSystemError(sock, code, timeoutMs = EVENT_TIMEOUT_MS) {
   return nextEvent(sock, "system", timeoutMs, (d) => d?.type === "error" && d.code === code);
@@ -225,7 +243,16 @@ export function sioClient(token, { label, ...ioOpts } = {}) {
     autoConnect: false,
     ...ioOpts,
   });
-  socket.inbox = new Inbox(label || `sio(${String(token).slice(0, 6)})`);
+  return adopt(socket, label || `sio(${String(token).slice(0, 6)})`);
+}
+
+/**
+ * Gives a Socket.IO client made elsewhere (any `io(...)` options, e.g. the stock defaults)
+ * the same buffered inbox as `sioClient`'s and registers it for `closeAll`. Call it right
+ * after `io(...)`, in the same tick, so no event can arrive before the inbox listens.
+ */
+export function adopt(socket, label = "sio") {
+  socket.inbox = new Inbox(label);
   socket.onAny((name, ...args) => socket.inbox.push(name, args[0]));
   socket.on("disconnect", (reason) => socket.inbox.push("$disconnect", reason));
   live.add(socket);
@@ -233,22 +260,42 @@ export function sioClient(token, { label, ...ioOpts } = {}) {
 }
 
 /**
+ * Resolves once `socket` is connected (at once if it already is); rejects with the
+ * `connect_error` if one comes first, or after `timeoutMs`. Listen before connecting.
+ */
+export function untilConnected(socket, timeoutMs = 6000) {
+  if (socket.connected) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const done = () => {
+      clearTimeout(timer);
+      socket.off("connect", onConnect);
+      socket.off("connect_error", onError);
+    };
+    const onConnect = () => {
+      done();
+      resolve();
+    };
+    const onError = (err) => {
+      done();
+      reject(err);
+    };
+    const timer = setTimeout(() => {
+      done();
+      reject(new Error(`connect: timed out after ${timeoutMs} ms`));
+    }, timeoutMs);
+    socket.once("connect", onConnect);
+    socket.once("connect_error", onError);
+  });
+}
+
+/**
  * Connects a Socket.IO client and waits for the `system` welcome. Returns the socket; the
  * welcome payload is at `socket.welcome`. Messages that follow the welcome stay buffered.
+ * Other options are `io(...)` options on top of `sioClient`'s (e.g. `transports`).
  */
-export async function connect(token, { timeoutMs = 6000, label } = {}) {
-  const socket = sioClient(token, { label });
-  const connected = new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`connect: timed out after ${timeoutMs} ms`)), timeoutMs);
-    socket.once("connect", () => {
-      clearTimeout(timer);
-      resolve();
-    });
-    socket.once("connect_error", (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-  });
+export async function connect(token, { timeoutMs = 6000, label, ...ioOpts } = {}) {
+  const socket = sioClient(token, { label, ...ioOpts });
+  const connected = untilConnected(socket, timeoutMs);
   socket.connect();
   await connected;
   socket.welcome = await nextEvent(socket, "system", timeoutMs, (d) => d?.type === "welcome");
@@ -353,10 +400,15 @@ export async function closeAll() {
           s.terminate();
         }
       } else {
-        const tcp = s.io?.engine?.transport?.ws?._socket;
+        const transport = s.io?.engine?.transport;
+        const tcp = transport?.ws?._socket;
+        // On the polling transport: the pending long-poll GET (xmlhttprequest-ssl), which
+        // the server should answer once it has the close packet.
+        const poll = transport?.pollXhr?._xhr;
         s.disconnect();
         s.io?.engine?.close();
         if (tcp) setTimeout(() => tcp.destroy(), 200).unref();
+        if (poll) setTimeout(() => poll.abort(), 200).unref();
       }
     } catch {
       // already gone

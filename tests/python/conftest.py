@@ -31,7 +31,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 from urllib.parse import quote, urlsplit
 
 import pytest
@@ -222,6 +222,21 @@ class EventRecorder:
         return text if len(text) < 4000 else text[:4000] + "..."
 
 
+class _LogTap(logging.Handler):
+    """Keeps every message python-engineio logs for one client (e.g. "Polling connection
+    accepted ...", "WebSocket upgrade was successful", "WebSocket upgrade failed: ...")."""
+
+    def __init__(self, lines: list[str]):
+        super().__init__(level=logging.INFO)
+        self.lines = lines
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.lines.append(record.getMessage())
+        except Exception:  # never break the client's read loop
+            pass
+
+
 class _WireTap(logging.Handler):
     """Captures Socket.IO EVENT packets from python-engineio's 'Received packet' log
     records, which are emitted in the client's read-loop thread in arrival order."""
@@ -267,6 +282,9 @@ class SioPeer:
         self._eio_logger.propagate = False
         self._tap = _WireTap(self.wire)
         self._eio_logger.addHandler(self._tap)
+        self.eio_log: list[str] = []  # python-engineio's log lines for this client
+        self._log_tap = _LogTap(self.eio_log)
+        self._eio_logger.addHandler(self._log_tap)
         self.client = socketio.Client(
             reconnection=False, logger=False, engineio_logger=self._eio_logger
         )
@@ -283,15 +301,20 @@ class SioPeer:
         def _disconnect(*args):
             self.disconnects.append(args)
 
-    def connect(self, token: Optional[str] = None, wait_welcome: bool = True) -> Optional[dict]:
-        """Connect (websocket transport only) and return the welcome system event."""
+    def connect(
+        self,
+        token: Optional[str] = None,
+        wait_welcome: bool = True,
+        transports: Optional[Sequence[str]] = ("websocket",),
+    ) -> Optional[dict]:
+        """Connect (websocket transport only unless ``transports`` says otherwise; ``None``
+        is python-socketio's default: polling, then the upgrade to websocket) and return
+        the welcome system event."""
         tok = token if token is not None else self.user.token
-        self.client.connect(
-            HTTP_URL,
-            transports=["websocket"],
-            auth={"token": tok},
-            wait_timeout=TIMEOUT,
-        )
+        options: dict = {"auth": {"token": tok}, "wait_timeout": TIMEOUT}
+        if transports is not None:
+            options["transports"] = list(transports)
+        self.client.connect(HTTP_URL, **options)
         if not wait_welcome:
             return None
         welcome = self.rec.wait_for("system", lambda d: d.get("type") == "welcome")
@@ -328,6 +351,7 @@ class SioPeer:
             pass
         finally:
             self._eio_logger.removeHandler(self._tap)
+            self._eio_logger.removeHandler(self._log_tap)
 
 
 class PlainPeer:
@@ -416,11 +440,19 @@ class Peers:
     def __init__(self):
         self._all: list[Any] = []
 
-    def sio(self, user: Optional[User], name: Optional[str] = None, connect: bool = True) -> SioPeer:
+    def sio(
+        self,
+        user: Optional[User],
+        name: Optional[str] = None,
+        connect: bool = True,
+        transports: Optional[Sequence[str]] = ("websocket",),
+    ) -> SioPeer:
+        """A python-socketio client, connected unless ``connect`` is false; ``transports``
+        as in ``SioPeer.connect`` (``None``: the library's default, polling then upgrade)."""
         peer = SioPeer(user, name or (user.display_name if user else "anon"))
         self._all.append(peer)
         if connect:
-            peer.welcome = peer.connect()
+            peer.welcome = peer.connect(transports=transports)
         return peer
 
     def plain(self, user: User, name: Optional[str] = None, wait_welcome: bool = True) -> PlainPeer:

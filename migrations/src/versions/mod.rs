@@ -36,6 +36,7 @@ mod v004_delivery_leases;
 mod v005_rate_limits;
 mod v006_refresh_tokens;
 mod v007_recovery;
+mod v008_polling;
 
 pub(crate) static ALL: &[Migration] = &[
     Migration {
@@ -72,5 +73,10 @@ pub(crate) static ALL: &[Migration] = &[
         version: 7,
         name: "recovery",
         up: v007_recovery::up,
+    },
+    Migration {
+        version: 8,
+        name: "polling",
+        up: v008_polling::up,
     },
 ];

@@ -45,6 +45,9 @@ pub async fn register(
         // they show they implement recovery (`bind_session`).
         offsets: pid.is_some() && protocol == Protocol::Json,
         pid,
+        ws_id: None,
+        probing: false,
+        poll_until: None,
         expires_at: time::to_bson(
             now + chrono::TimeDelta::from_std(MAX_CONNECTION_AGE).unwrap_or_default(),
         ),

@@ -134,8 +134,21 @@ impl Env for AppEnv<'_> {
         connections::leave(self.app, id, ns).await
     }
 
+    /// A long-polling session that upgraded also loses its WebSocket connection.
     async fn forget(&self, id: &ConnectionId) -> Result<(), Error> {
-        connections::remove(self.app, id).await
+        let carrier = if id.is_polling() {
+            connections::get(self.app, id)
+                .await?
+                .and_then(|d| d.ws_id)
+                .and_then(|ws| ConnectionId::parse(&ws).ok())
+        } else {
+            None
+        };
+        connections::remove(self.app, id).await?;
+        if let Some(ws) = carrier {
+            let _ = self.app.pusher.close(&ws).await;
+        }
+        Ok(())
     }
 
     async fn touch(&self, id: &ConnectionId) -> Result<(), Error> {

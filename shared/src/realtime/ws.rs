@@ -17,7 +17,7 @@ use crate::error::{AuthError, Error, InputError, Result};
 use crate::realtime::events::{self, ServerEvent};
 use crate::realtime::service::{self, Caller, ClientEvent};
 use crate::realtime::sio_env::{AppEnv, state_of};
-use crate::realtime::{connections, fanout, outbox, recovery};
+use crate::realtime::{connections, fanout, outbox, polling, recovery};
 use crate::socketio;
 use crate::socketio::runtime::{
     self, Authorized, Event, Frame, Handshake, Session, SocketApp, SocketIo,
@@ -117,6 +117,7 @@ pub async fn on_disconnect(
     async {
         let id = connection_id(&event)?;
         connections::remove(app, &id).await?;
+        polling::ws_disconnect(&AppEnv::new(app), &id).await?;
         Ok(ok())
     }
     .instrument(span)
@@ -141,6 +142,19 @@ pub async fn on_default(
             }
         };
         let Some(conn) = conn else {
+            // A connection that probes or carries a long-polling session (the upgrade).
+            let env = AppEnv::new(app);
+            if let Some(session) = polling::upgrade_of(&env, &id).await? {
+                Box::pin(polling::ws_frame(
+                    &env,
+                    &SocketIo(&ChatSocket),
+                    &id,
+                    &session,
+                    frame,
+                ))
+                .await?;
+                return Ok(ok());
+            }
             // No record: the connection is unknown to us (its session ended, it expired, or
             // it never registered).
             tracing::warn!("frame from an unknown connection; closing it");
@@ -416,6 +430,18 @@ async fn socket_io_handshake(
     event: &ApiGatewayWebsocketProxyRequest,
 ) -> Result<ApiGatewayProxyResponse> {
     let query = &event.query_string_parameters;
+    if let (Some("4"), Some("websocket"), Some(sid)) = (
+        query.first("EIO"),
+        query.first("transport"),
+        query.first("sid"),
+    ) {
+        // The upgrade of a long-polling session.
+        return Ok(if polling::ws_connect(env, id, sid).await? {
+            ok()
+        } else {
+            response(400, Some("Session ID unknown"))
+        });
+    }
     match runtime::handshake(env, id, query.first("EIO"), query.first("transport")).await? {
         Handshake::Accepted => Ok(ok()),
         Handshake::Refused(status, why) => Ok(response(i64::from(status), Some(why))),

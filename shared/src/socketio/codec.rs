@@ -77,13 +77,29 @@ pub fn open_packet(
     ping_timeout: Duration,
     max_payload: u64,
 ) -> String {
-    String::from(EnginePacket::Open(OpenPacket {
+    open_packet_upgrading(sid, ping_interval, ping_timeout, max_payload, false)
+}
+
+/// The open packet; `upgrade` offers the websocket upgrade (a long-polling handshake).
+pub fn open_packet_upgrading(
+    sid: Sid,
+    ping_interval: Duration,
+    ping_timeout: Duration,
+    max_payload: u64,
+    upgrade: bool,
+) -> String {
+    let mut open = OpenPacket {
         sid,
         upgrades: Default::default(),
         ping_interval,
         ping_timeout,
         max_payload,
-    }))
+    };
+    if upgrade {
+        open.upgrades
+            .push(engineioxide_core::TransportType::Websocket);
+    }
+    String::from(EnginePacket::Open(open))
 }
 
 /// The server's heartbeat ping.

@@ -688,3 +688,34 @@ pub async fn send_with_attachments<E: Env>(
         }
     }
 }
+
+/// The Engine.IO v4 payload record separator: a long-polling request or response carries
+/// several packets, one per record.
+pub const RECORD_SEPARATOR: char = '\u{1e}';
+
+/// The packets of a long-polling payload (a `POST` body): text packets as they are, binary
+/// ones (`b` + base64) decoded. Every text packet must be a valid Engine.IO packet.
+pub fn decode_payload(body: &str) -> Result<Vec<Frame>, ProtocolError> {
+    use base64::Engine as _;
+    body.split(RECORD_SEPARATOR)
+        .map(|packet| match packet.strip_prefix('b') {
+            Some(b64) => base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .map(Frame::Binary)
+                .map_err(|e| ProtocolError::Malformed(format!("binary packet: {e}"))),
+            None => codec::decode_engine(packet).map(|_| Frame::Text(packet.to_owned())),
+        })
+        .collect()
+}
+
+/// A long-polling payload (a `GET` answer) of packets already in the payload encoding.
+pub fn encode_payload(packets: &[String]) -> String {
+    let mut out = String::new();
+    for (i, p) in packets.iter().enumerate() {
+        if i > 0 {
+            out.push(RECORD_SEPARATOR);
+        }
+        out.push_str(p);
+    }
+    out
+}

@@ -13,18 +13,20 @@
 //!   asking for an ack, and the ack's arguments are emitted again as `emit-with-ack`;
 //!   binary attachments included everywhere.
 //!
-//! Only the websocket transport exists (API Gateway has no long-polling). Binary frames,
-//! which API Gateway refuses, are let through by this local gateway for these two APIs.
+//! Both transports: the websocket one through the gateway's WebSocket emulation, HTTP
+//! long-polling (and the upgrade from it) through its HTTP API, as the chat deployed.
+//! Binary frames, which API Gateway refuses, are let through by this local gateway for
+//! these two APIs.
 
 use std::time::Duration;
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
-use local_gateway::routes::{WsApi, WsHandler, WsRoute};
+use local_gateway::routes::{HttpRoute, WsApi, WsHandler, WsRoute};
 use local_gateway::{Gateway, Options};
 use shared::config::Config;
 use shared::domain::ConnectionId;
-use shared::realtime::connections;
 use shared::realtime::sio_env::{AppEnv, state_of};
+use shared::realtime::{connections, poll_routes, polling};
 use shared::socketio::runtime::{self, EngineApp, Env, Frame, Handshake, SessionState, SocketIo};
 use shared::socketio::suite::SuiteApp;
 use shared::store::Protocol;
@@ -74,6 +76,14 @@ async fn connect(
     let id = connection_id(&event)?;
     let env = AppEnv { app, protocol };
     let query = &event.query_string_parameters;
+    if let (Some("websocket"), Some(sid)) = (query.first("transport"), query.first("sid")) {
+        // The upgrade of a long-polling session.
+        return Ok(if polling::ws_connect(&env, &id, sid).await? {
+            ok()
+        } else {
+            response(400, Some("Session ID unknown"))
+        });
+    }
     match runtime::handshake(&env, &id, query.first("EIO"), query.first("transport")).await? {
         Handshake::Accepted => Ok(ok()),
         Handshake::Refused(status, why) => Ok(response(i64::from(status), Some(why))),
@@ -84,7 +94,9 @@ async fn disconnect(
     app: &App,
     event: ApiGatewayWebsocketProxyRequest,
 ) -> Result<ApiGatewayProxyResponse> {
-    connections::remove(app, &connection_id(&event)?).await?;
+    let id = connection_id(&event)?;
+    connections::remove(app, &id).await?;
+    polling::ws_disconnect(&AppEnv::new(app), &id).await?;
     Ok(ok())
 }
 
@@ -100,9 +112,21 @@ async fn default<A: for<'a> EngineApp<AppEnv<'a>>>(
             let state = state_of(&conn);
             Box::pin(runtime::frame(&env, engine, &id, &state, frame_of(&event))).await?
         }
-        None => {
-            let _ = app.pusher.close(&id).await;
-        }
+        None => match polling::upgrade_of(&env, &id).await? {
+            Some(session) => {
+                Box::pin(polling::ws_frame(
+                    &env,
+                    engine,
+                    &id,
+                    &session,
+                    frame_of(&event),
+                ))
+                .await?
+            }
+            None => {
+                let _ = app.pusher.close(&id).await;
+            }
+        },
     }
     Ok(ok())
 }
@@ -156,6 +180,52 @@ fn socket_api() -> WsApi {
     )
 }
 
+/// Long-polling for both: `/engine.io` and `/socket.io`, `GET` and every other method.
+fn polling_routes() -> Vec<HttpRoute> {
+    macro_rules! poll_route {
+        ($key:literal, $function:literal, $protocol:expr, $engine:expr) => {
+            HttpRoute {
+                route_key: $key,
+                function: $function,
+                handler: |app, event, context| {
+                    Box::pin(shared::lambda::invoke_http(
+                        app,
+                        |app, req| poll_routes::serve(app, $protocol, $engine, req),
+                        event,
+                        context,
+                    ))
+                },
+            }
+        };
+    }
+    vec![
+        poll_route!(
+            "GET /engine.io",
+            "conformance-engine-poll",
+            Protocol::Engine,
+            &EngineEcho
+        ),
+        poll_route!(
+            "ANY /engine.io",
+            "conformance-engine-post",
+            Protocol::Engine,
+            &EngineEcho
+        ),
+        poll_route!(
+            "GET /socket.io",
+            "conformance-socket-poll",
+            Protocol::SocketIo,
+            &SocketIo(&SUITE)
+        ),
+        poll_route!(
+            "ANY /socket.io",
+            "conformance-socket-post",
+            Protocol::SocketIo,
+            &SocketIo(&SUITE)
+        ),
+    ]
+}
+
 /// The suites' settings on top of a database.
 pub fn config(mongo_uri: &str, mongo_db: &str) -> Config {
     let vars = [
@@ -190,7 +260,7 @@ pub async fn start(mongo_uri: &str, mongo_db: &str, port: u16) -> anyhow::Result
     options.port = port;
     // The sweep sends pings; a fine period keeps them close to the 300 ms interval.
     options.schedule_every = Duration::from_millis(20);
-    options.http_routes = Vec::new();
+    options.http_routes = polling_routes();
     options.ws_apis = vec![engine_api(), socket_api()];
     local_gateway::start(options).await
 }

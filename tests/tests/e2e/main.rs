@@ -5,6 +5,7 @@
 
 mod clients;
 mod conformance;
+mod conformance_polling;
 mod conversations;
 mod cors;
 mod delivery;
