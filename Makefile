@@ -16,7 +16,7 @@ WEB_VENDOR := $(WEB_DIR)/public/vendor/socket.io.esm.min.js
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: dev test bench fuzz conformance lint-template package watch-smoke tools db-tool client-tools web web-tools deploy-web deploy-tools migrate status clean-data web-size
+.PHONY: dev test bench seed-stack fuzz conformance lint-template package watch-smoke tools db-tool client-tools web web-tools deploy-web deploy-tools migrate status clean-data web-size
 
 ## dev: start secantusd-rs (data in .data/, unless MONGO_URI is set), migrate, serve on :8000
 ## (the web client at http://127.0.0.1:8000/)
@@ -36,6 +36,11 @@ test: db-tool client-tools web-tools lint-template
 ## bench: release builds, chat-load at 100 and 1,000 connections, round trips, cold starts -> BENCHMARKS.md
 bench: db-tool
 	scripts/bench.sh
+
+## seed-stack: the product's original Python stack (bench/seed: FastAPI + python-socketio + motor,
+##             venv in .tools/seed-venv) on :8001 (PORT), against MONGO_URI or a throwaway database
+seed-stack: db-tool
+	scripts/bench-seed.sh
 
 ## fuzz: every cargo-fuzz target for FUZZ_SECONDS (20) on its corpus in fuzz/corpus (nightly, installs cargo-fuzz)
 FUZZ_SECONDS ?= 20

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make conformance`: the protocol conformance server on localhost:3000 (PORT to change), with
 # a throwaway secantusd-rs. Ctrl-C stops both. Run the official Engine.IO / Socket.IO test
-# suites' websocket cases against it.
+# suites (long-polling, upgrade and websocket cases) against it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/throwaway-db.sh

@@ -173,6 +173,12 @@ where
     let Some((id, record)) = polling_session(env, sid).await? else {
         return Ok(PollReply::unknown_session());
     };
+    if record.session_expired(time::now()) {
+        // The login session ended: the client hears so (Socket.IO: a DISCONNECT) on its
+        // next poll, then the close.
+        crate::realtime::outbox::end_connection(env.app, &id, record.protocol).await;
+        return Ok(PollReply::packets("ok".into()));
+    }
     if body.len() as u64 > cfg.max_payload {
         runtime::close(env, &id).await?;
         return Ok(PollReply::refused(
@@ -472,6 +478,9 @@ where
             // Nothing else belongs on a probing connection.
             _ => tracing::info!(connection = %ws, "frame before the upgrade completed; ignored"),
         },
+        Some(_) if record.session_expired(time::now()) => {
+            crate::realtime::outbox::end_connection(env.app, id, record.protocol).await;
+        }
         Some(carrier) if carrier == ws.as_str() => {
             let state = state_of(&record);
             Box::pin(runtime::frame(env, app, id, &state, frame)).await?;

@@ -71,6 +71,7 @@ pub fn state_of(doc: &ConnectionDoc) -> SessionState {
         connected_at_ms: doc.connected_at.timestamp_millis(),
         last_seen_ms: doc.last_seen.timestamp_millis(),
         last_ping_ms: doc.last_ping.map(|t| t.timestamp_millis()),
+        long_polling: doc.id().is_some_and(|id| id.is_polling()) && doc.ws_id.is_none(),
     }
 }
 

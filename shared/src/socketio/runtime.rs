@@ -78,6 +78,8 @@ pub struct SessionState {
     pub connected_at_ms: i64,
     pub last_seen_ms: i64,
     pub last_ping_ms: Option<i64>,
+    /// On the long-polling transport now: its pending `GET` pings it, not the heartbeat.
+    pub long_polling: bool,
 }
 
 impl SessionState {
@@ -306,7 +308,7 @@ pub async fn heartbeat<E: Env>(env: &E, cfg: &EngineConfig) -> Result<Beat, E::E
             && now - s.connected_at_ms > cfg.connect_timeout.as_millis() as i64;
         if silent || never_connected {
             drop.push(id);
-        } else if s.last_ping_ms.is_none_or(|p| now - p >= interval) {
+        } else if !s.long_polling && s.last_ping_ms.is_none_or(|p| now - p >= interval) {
             ping.push(id);
         }
     }

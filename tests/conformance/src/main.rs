@@ -1,6 +1,6 @@
 //! `conformance-server`: the protocol conformance server on `localhost:3000` (`PORT` to
 //! change), against `MONGO_URI` / `MONGO_DB`. `make conformance` runs it with its own
-//! database. Point the official Engine.IO and Socket.IO suites' websocket cases at it.
+//! database. Point the official Engine.IO and Socket.IO suites at it (both transports).
 
 use anyhow::Context;
 

@@ -270,19 +270,30 @@ async fn idle_connections_are_closed() {
 }
 
 #[tokio::test]
-async fn polling_and_unknown_paths_are_refused() {
+async fn polling_opens_sessions_and_unknown_ones_are_refused() {
     let env = TestEnv::start().await;
-    let r = env
-        .api
-        .get("/socket.io/?EIO=4&transport=polling", None)
-        .await;
-    assert_eq!((r.status, r.code()), (400, "websocket_only"));
-    assert!(
-        r.body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("websocket")
-    );
+    // Long-polling is the HTTP API's: the open packet offers the upgrade.
+    let open = reqwest::get(format!(
+        "{}/socket.io/?EIO=4&transport=polling",
+        env.http_url()
+    ))
+    .await
+    .unwrap();
+    assert_eq!(open.status().as_u16(), 200);
+    let text = open.text().await.unwrap();
+    let packet: Value = serde_json::from_str(text.strip_prefix('0').unwrap()).unwrap();
+    assert_eq!(packet["upgrades"], serde_json::json!(["websocket"]));
+    // A session nobody opened, and a bad sid, are refused with the JSON error body.
+    for sid in ["AAAAAAAAAAAAAAAA", "not.a.sid"] {
+        let r = env
+            .api
+            .get(
+                &format!("/socket.io/?EIO=4&transport=polling&sid={sid}"),
+                None,
+            )
+            .await;
+        assert_eq!((r.status, r.code()), (400, "unknown_sid"));
+    }
     // Engine.IO v3 clients are refused at the handshake.
     let err = RawWs::connect(&env.ws_url("/socket.io/?EIO=3&transport=websocket")).await;
     assert!(err.is_err());
