@@ -15,11 +15,16 @@ cargo build --release -p local-gateway -p chat-bench -p chat-migrations "${fns[@
 echo "built in $(( $(date +%s) - start )) s"
 
 source scripts/throwaway-db.sh
+source scripts/bench-seed.sh
+echo "== the seed's own stack (FastAPI + python-socketio + motor): project-local venv"
+seed_venv
 work=$(mktemp -d)
 gw_port=$(free_port)
+seed_port=$(free_port)
 gw_pid=
 cleanup() {
   [ -n "$gw_pid" ] && kill "$gw_pid" 2>/dev/null && wait "$gw_pid" 2>/dev/null
+  stop_seed
   stop_db
   rm -rf "$work"
 }
@@ -44,11 +49,23 @@ load() {
     --duration 300 --json "$out/load-$name.json" "$@" || echo "chat-load $name reported loss, duplicates, reordering or errors"
   stop_gateway
 }
-load 100-paced --users 100 --messages 50 --rate 5
-load 100-flat --users 100 --messages 50
-load 1000-light --users 1000 --messages 10 --rate 0.2
-load 1000-paced --users 1000 --messages 20 --rate 1
-load 1000-flat --users 1000 --messages 20
+# The same run against the seed's stack, on the same database server.
+load_seed() {
+  local name=$1; shift
+  echo "== chat-load seed-$name: $*"
+  start_seed "$seed_port" "bench_seed_$name" "$work/seed-$name.log"
+  target/release/chat-load --http "http://127.0.0.1:${seed_port}" --ws "ws://127.0.0.1:${seed_port}/socket.io/" \
+    --duration 300 --json "$out/load-seed-$name.json" "$@" || echo "chat-load seed-$name reported loss, duplicates, reordering or errors"
+  stop_seed
+}
+both() { load "$@"; load_seed "$@"; }
+both 100-paced --users 100 --messages 50 --rate 5
+both 100-flat --users 100 --messages 50
+both 200x20 --users 200 --messages 20
+both 1000-light --users 1000 --messages 10 --rate 0.2
+both 1000x10 --users 1000 --messages 10
+both 1000-paced --users 1000 --messages 20 --rate 1
+both 1000-flat --users 1000 --messages 20
 
 echo "== MongoDB round trips per delivered message"
 MESSAGES=300 target/release/bench-roundtrips | tee "$out/roundtrips.json"

@@ -36,18 +36,31 @@ print("- Server: the local gateway (`make dev`'s stack) with `CHAT_EXPERIMENTS=o
 
 print("## Load: chat-load against the local gateway\n")
 print("`chat-load` logs every user in over REST, connects each with the Socket.IO protocol (websocket, `auth: {token}`), pairs them into conversations and sends `send_message`; latency is from the sender's emit to the recipient's `message`.\n")
-print("| run | connections | messages | rate per user | connect all | delivered/s | p50 ms | p90 ms | p99 ms | max ms | lost | dup | reordered | errors |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-for name in ["100-paced", "100-flat", "1000-light", "1000-paced", "1000-flat"]:
-    r = load(f"load-{name}.json")
-    if not r:
-        print(f"| {name} | (not run) |||||||||||||")
-        continue
-    l = r["latency"]
-    rate = f"{r['target_rate_per_user']}/s" if r["target_rate_per_user"] else "flat out"
-    print(f"| {name} | {r['connections']} | {r['sent']} | {rate} | {r['connect_all_seconds']:.2f} s | {r['delivered_per_second']:.0f} | {l['p50_ms']:.1f} | {l['p90_ms']:.1f} | {l['p99_ms']:.1f} | {l['max_ms']:.1f} | {r['lost']} | {r['duplicated']} | {r['reordered']} | {r['errors']} |")
+RUNS = ["100-paced", "100-flat", "200x20", "1000-light", "1000x10", "1000-paced", "1000-flat"]
+print("Each run goes against this project (`ours`: the local gateway with the functions) and against the seed's own stack (`seed`: `bench/seed/app.py`, FastAPI + python-socketio + motor under uvicorn with one worker, the seed README's design), on the same database server, with the same `chat-load` settings.\n")
+print("| run | stack | connections | messages | rate per user | connect all | delivered/s | p50 ms | p90 ms | p99 ms | max ms | lost | dup | reordered | errors |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+for name in RUNS:
+    for stack, prefix in [("ours", "load-"), ("seed", "load-seed-")]:
+        r = load(f"{prefix}{name}.json")
+        if not r:
+            print(f"| {name} | {stack} | (not run) |||||||||||||")
+            continue
+        l = r["latency"]
+        rate = f"{r['target_rate_per_user']}/s" if r["target_rate_per_user"] else "flat out"
+        print(f"| {name} | {stack} | {r['connections']} | {r['sent']} | {rate} | {r['connect_all_seconds']:.2f} s | {r['delivered_per_second']:.0f} | {l['p50_ms']:.1f} | {l['p90_ms']:.1f} | {l['p99_ms']:.1f} | {l['max_ms']:.1f} | {r['lost']} | {r['duplicated']} | {r['reordered']} | {r['errors']} |")
 print()
-print("Commands: `chat-load --users 100 --messages 50 --rate 5`, `--users 100 --messages 50`, `--users 1000 --messages 10 --rate 0.2`, `--users 1000 --messages 20 --rate 1`, `--users 1000 --messages 20` (each against a fresh database and gateway).\n")
+print("Ratios, ours against the seed's stack (goal: at least 3× its messages/s, at most ½ its p99):\n")
+print("| run | delivered/s ours ÷ seed | p99 ours ÷ seed |")
+print("|---|---|---|")
+for name in RUNS:
+    a, b = load(f"load-{name}.json"), load(f"load-seed-{name}.json")
+    if a and b and b["delivered_per_second"] and b["latency"]["p99_ms"]:
+        print(f"| {name} | {a['delivered_per_second'] / b['delivered_per_second']:.2f}× | {a['latency']['p99_ms'] / b['latency']['p99_ms']:.2f}× |")
+    else:
+        print(f"| {name} | (not run) | |")
+print()
+print("Commands: `chat-load --users 100 --messages 50 --rate 5`, `--users 100 --messages 50`, `--users 200 --messages 20`, `--users 1000 --messages 10 --rate 0.2`, `--users 1000 --messages 10`, `--users 1000 --messages 20 --rate 1`, `--users 1000 --messages 20` (each against a fresh database and a fresh server).\n")
 print("Reading the table: the stack delivers about 700–800 messages/s on this machine, the database and the gateway (with the functions in it) each taking about one core. Below that rate, send→receive stays in single-digit milliseconds at the median and about 15–20 ms at p99, with 100 or 1,000 connections; a run that offers more (1,000 users at 1 message/s each, or everyone flat out) queues, and latency becomes waiting time — yet nothing is lost, duplicated or reordered in any run.\n")
 
 rt = load("roundtrips.json")

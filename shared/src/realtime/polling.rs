@@ -457,26 +457,20 @@ where
                     .await
                     .map_err(Error::Push)?;
             }
-            Frame::Text(t) if t == "5" => {
-                let took = env
-                    .app
-                    .store
-                    .connections
-                    .update_one(
-                        doc! { "_id": id.as_str(), "ws_id": { "$exists": false } },
-                        doc! { "$set": { "ws_id": ws.as_str() }, "$unset": { "poll_until": "" } },
-                    )
-                    .await?;
-                if took.modified_count == 1 {
-                    pusher.hand_over(id, ws).await.map_err(Error::Push)?;
-                    // Wakes a `GET` still pending, which then finds the session upgraded.
-                    pusher.enqueue(id, NOOP.into()).await.map_err(Error::Push)?;
-                } else {
+            // `5` completes the upgrade. Frames run concurrently (as API Gateway invokes
+            // them), so a frame the client sent after its `5` may come first: it completes
+            // the upgrade too, then runs as the session's.
+            _ => {
+                if !take_over(env, id, ws).await? {
                     let _ = pusher.close(ws).await;
+                    return Ok(());
+                }
+                let upgrade_packet = matches!(&frame, Frame::Text(t) if t == "5");
+                if !upgrade_packet && let Some(record) = connections::get(env.app, id).await? {
+                    let state = state_of(&record);
+                    Box::pin(runtime::frame(env, app, id, &state, frame)).await?;
                 }
             }
-            // Nothing else belongs on a probing connection.
-            _ => tracing::info!(connection = %ws, "frame before the upgrade completed; ignored"),
         },
         Some(_) if record.session_expired(time::now()) => {
             crate::realtime::outbox::end_connection(env.app, id, record.protocol).await;
@@ -491,6 +485,30 @@ where
         }
     }
     Ok(())
+}
+
+/// Makes `ws` the transport of the polling session `id`, once: the queue is handed over,
+/// and a `GET` still pending is woken (it then finds the session upgraded). Returns whether
+/// `ws` carries the session (it took it now, or earlier).
+async fn take_over(env: &AppEnv<'_>, id: &ConnectionId, ws: &ConnectionId) -> Result<bool> {
+    let pusher = &env.app.pusher;
+    let took = env
+        .app
+        .store
+        .connections
+        .update_one(
+            doc! { "_id": id.as_str(), "ws_id": { "$exists": false } },
+            doc! { "$set": { "ws_id": ws.as_str() }, "$unset": { "poll_until": "" } },
+        )
+        .await?;
+    if took.modified_count == 1 {
+        pusher.hand_over(id, ws).await.map_err(Error::Push)?;
+        pusher.enqueue(id, NOOP.into()).await.map_err(Error::Push)?;
+        return Ok(true);
+    }
+    Ok(connections::get(env.app, id)
+        .await?
+        .is_some_and(|d| d.ws_id.as_deref() == Some(ws.as_str())))
 }
 
 /// A WebSocket connection that probed or carried a polling session went away: if it
