@@ -55,18 +55,16 @@ impl HttpRoute {
     }
 }
 
+/// An [`HttpRoute`] whose function runs `handler` (a REST handler: a crate's `handler`, or a
+/// closure that captures nothing) through `lambda_http`, as in AWS.
+#[macro_export]
 macro_rules! http_route {
-    ($key:literal, $function:literal, $krate:ident) => {
-        HttpRoute {
+    ($key:literal, $function:literal, $handler:expr) => {
+        $crate::routes::HttpRoute {
             route_key: $key,
             function: $function,
             handler: |app, event, context| {
-                Box::pin(shared::lambda::invoke_http(
-                    app,
-                    $krate::handler,
-                    event,
-                    context,
-                ))
+                Box::pin(shared::lambda::invoke_http(app, $handler, event, context))
             },
         }
     };
@@ -78,36 +76,48 @@ pub fn http_routes() -> Vec<HttpRoute> {
         http_route!(
             "POST /users/auth/request_otp",
             "http-request-otp",
-            http_request_otp
+            http_request_otp::handler
         ),
-        http_route!("POST /users/auth/verify", "http-verify", http_verify),
-        http_route!("POST /users/auth/refresh", "http-refresh", http_refresh),
-        http_route!("POST /users/auth/logout", "http-logout", http_logout),
+        http_route!(
+            "POST /users/auth/verify",
+            "http-verify",
+            http_verify::handler
+        ),
+        http_route!(
+            "POST /users/auth/refresh",
+            "http-refresh",
+            http_refresh::handler
+        ),
+        http_route!(
+            "POST /users/auth/logout",
+            "http-logout",
+            http_logout::handler
+        ),
         http_route!(
             "POST /users/auth/logout_all",
             "http-logout-all",
-            http_logout_all
+            http_logout_all::handler
         ),
-        http_route!("GET /users/me", "http-get-me", http_get_me),
+        http_route!("GET /users/me", "http-get-me", http_get_me::handler),
         // Engine.IO long-polling: the long-poll (and handshake), and the client's packets
         // (every other method, refused there with Engine.IO's 400).
-        http_route!("GET /socket.io", "http-eio-poll", http_eio_poll),
-        http_route!("ANY /socket.io", "http-eio-post", http_eio_post),
-        http_route!("PATCH /users/me", "http-update-me", http_update_me),
+        http_route!("GET /socket.io", "http-eio-poll", http_eio_poll::handler),
+        http_route!("ANY /socket.io", "http-eio-post", http_eio_post::handler),
+        http_route!("PATCH /users/me", "http-update-me", http_update_me::handler),
         http_route!(
             "GET /chat/messages/{other_id}",
             "http-get-messages",
-            http_get_messages
+            http_get_messages::handler
         ),
         http_route!(
             "GET /chat/conversations",
             "http-list-conversations",
-            http_list_conversations
+            http_list_conversations::handler
         ),
         http_route!(
             "POST /chat/conversations",
             "http-start-conversation",
-            http_start_conversation
+            http_start_conversation::handler
         ),
     ]
 }

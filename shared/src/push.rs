@@ -100,14 +100,13 @@ impl Pusher {
 
     /// Queues one packet (payload encoding: text as is, binary as `b` + base64) for a
     /// polling session, or posts it to the WebSocket connection it upgraded to.
+    ///
+    /// Queued first, looked up after: a session that upgraded (before or meanwhile) gets
+    /// its queue, this packet included, handed over in order; an unknown one is gone (a
+    /// packet left behind expires).
     async fn queue(&self, conn: &ConnectionId, packet: String) -> Result<(), PushError> {
-        if let Some(ws) = self.upgraded_to(conn).await? {
-            return self.post_packet(&ws, packet).await;
-        }
         self.enqueue(conn, packet).await?;
-        // An upgrade that completed meanwhile has handed the queue over already: hand over
-        // what this call added after it.
-        if let Ok(Some(ws)) = self.upgraded_to(conn).await {
+        if let Some(ws) = self.upgraded_to(conn).await? {
             self.hand_over(conn, &ws).await?;
         }
         Ok(())

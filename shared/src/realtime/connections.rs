@@ -214,21 +214,21 @@ pub async fn leave(app: &App, id: &ConnectionId, ns: &str) -> Result<()> {
 
 /// Forgets a connection. If it carried a recoverable session, the session remembers where
 /// the connection ended (the head of the user's log now), for a client that comes back
-/// without an offset of its own.
-pub async fn remove(app: &App, id: &ConnectionId) -> Result<()> {
+/// without an offset of its own. Returns whether there was a record.
+pub async fn remove(app: &App, id: &ConnectionId) -> Result<bool> {
     app.sessions.forget(id.as_str());
     let removed = app
         .store
         .connections
         .find_one_and_delete(doc! { "_id": id.as_str() })
         .await?;
-    if let Some(c) = removed
+    if let Some(c) = &removed
         && let (Some(pid), Some(user)) = (&c.pid, c.user())
     {
         let head = recovery::head(app, user).await?;
         recovery::ended(app, pid, head).await?;
     }
-    Ok(())
+    Ok(removed.is_some())
 }
 
 /// A sign of life (Engine.IO pong).

@@ -28,7 +28,9 @@ use crate::error::{Error, Result};
 use crate::push::NOOP;
 use crate::realtime::connections;
 use crate::realtime::sio_env::{AppEnv, state_of};
-use crate::socketio::runtime::{self, EngineApp, EngineConfig, Env, Frame, SessionState, Sid};
+use crate::socketio::runtime::{
+    self, EngineApp, EngineConfig, Env, Frame, Handshake, SessionState, Sid,
+};
 use crate::store::{PollPacketDoc, PollUpgradeDoc};
 use crate::time;
 
@@ -364,10 +366,31 @@ async fn take(env: &AppEnv<'_>, id: &ConnectionId) -> Result<Vec<String>> {
     Ok(packets)
 }
 
+/// A WebSocket `$connect` of an Engine.IO client: with a `sid`, the upgrade of that
+/// long-polling session; without, the runtime's handshake of a new session.
+pub async fn ws_handshake(
+    env: &AppEnv<'_>,
+    ws: &ConnectionId,
+    eio: Option<&str>,
+    transport: Option<&str>,
+    sid: Option<&str>,
+) -> Result<Handshake> {
+    match sid {
+        Some(sid) if eio == Some("4") && transport == Some("websocket") => {
+            Ok(if ws_connect(env, ws, sid).await? {
+                Handshake::Accepted
+            } else {
+                Handshake::Refused(400, "Session ID unknown")
+            })
+        }
+        _ => runtime::handshake(env, ws, eio, transport).await,
+    }
+}
+
 /// A WebSocket `$connect` carrying a polling session's `sid`: accepted (the upgrade may
 /// start) while the session polls; refused when it is unknown; accepted and then closed
 /// (as the reference server does) when another connection carries it already.
-pub async fn ws_connect(env: &AppEnv<'_>, ws: &ConnectionId, sid: &str) -> Result<bool> {
+async fn ws_connect(env: &AppEnv<'_>, ws: &ConnectionId, sid: &str) -> Result<bool> {
     let Ok(id) = ConnectionId::polling(sid) else {
         return Ok(false);
     };

@@ -116,8 +116,11 @@ pub async fn on_disconnect(
     let span = span(&event);
     async {
         let id = connection_id(&event)?;
-        connections::remove(app, &id).await?;
-        polling::ws_disconnect(&AppEnv::new(app), &id).await?;
+        // Only a connection without a record of its own can have probed or carried a
+        // long-polling session.
+        if !connections::remove(app, &id).await? {
+            polling::ws_disconnect(&AppEnv::new(app), &id).await?;
+        }
         Ok(ok())
     }
     .instrument(span)
@@ -430,19 +433,12 @@ async fn socket_io_handshake(
     event: &ApiGatewayWebsocketProxyRequest,
 ) -> Result<ApiGatewayProxyResponse> {
     let query = &event.query_string_parameters;
-    if let (Some("4"), Some("websocket"), Some(sid)) = (
+    let (eio, transport, sid) = (
         query.first("EIO"),
         query.first("transport"),
         query.first("sid"),
-    ) {
-        // The upgrade of a long-polling session.
-        return Ok(if polling::ws_connect(env, id, sid).await? {
-            ok()
-        } else {
-            response(400, Some("Session ID unknown"))
-        });
-    }
-    match runtime::handshake(env, id, query.first("EIO"), query.first("transport")).await? {
+    );
+    match polling::ws_handshake(env, id, eio, transport, sid).await? {
         Handshake::Accepted => Ok(ok()),
         Handshake::Refused(status, why) => Ok(response(i64::from(status), Some(why))),
     }

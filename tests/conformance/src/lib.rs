@@ -76,15 +76,12 @@ async fn connect(
     let id = connection_id(&event)?;
     let env = AppEnv { app, protocol };
     let query = &event.query_string_parameters;
-    if let (Some("websocket"), Some(sid)) = (query.first("transport"), query.first("sid")) {
-        // The upgrade of a long-polling session.
-        return Ok(if polling::ws_connect(&env, &id, sid).await? {
-            ok()
-        } else {
-            response(400, Some("Session ID unknown"))
-        });
-    }
-    match runtime::handshake(&env, &id, query.first("EIO"), query.first("transport")).await? {
+    let (eio, transport, sid) = (
+        query.first("EIO"),
+        query.first("transport"),
+        query.first("sid"),
+    );
+    match polling::ws_handshake(&env, &id, eio, transport, sid).await? {
         Handshake::Accepted => Ok(ok()),
         Handshake::Refused(status, why) => Ok(response(i64::from(status), Some(why))),
     }
@@ -95,8 +92,9 @@ async fn disconnect(
     event: ApiGatewayWebsocketProxyRequest,
 ) -> Result<ApiGatewayProxyResponse> {
     let id = connection_id(&event)?;
-    connections::remove(app, &id).await?;
-    polling::ws_disconnect(&AppEnv::new(app), &id).await?;
+    if !connections::remove(app, &id).await? {
+        polling::ws_disconnect(&AppEnv::new(app), &id).await?;
+    }
     Ok(ok())
 }
 
@@ -184,18 +182,9 @@ fn socket_api() -> WsApi {
 fn polling_routes() -> Vec<HttpRoute> {
     macro_rules! poll_route {
         ($key:literal, $function:literal, $protocol:expr, $engine:expr) => {
-            HttpRoute {
-                route_key: $key,
-                function: $function,
-                handler: |app, event, context| {
-                    Box::pin(shared::lambda::invoke_http(
-                        app,
-                        |app, req| poll_routes::serve(app, $protocol, $engine, req),
-                        event,
-                        context,
-                    ))
-                },
-            }
+            local_gateway::http_route!($key, $function, |app, req| {
+                poll_routes::serve(app, $protocol, $engine, req)
+            })
         };
     }
     vec![

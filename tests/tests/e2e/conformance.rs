@@ -75,7 +75,8 @@ async fn expect_attachments(ws: &mut RawWs) {
     }
 }
 
-fn handshake_values(open: &Value) {
+/// The open packet's fields and the suites' settings; `upgrades` as the transport offers.
+pub(crate) fn handshake_values(open: &Value, upgrades: &Value) {
     let keys: Vec<&str> = open
         .as_object()
         .unwrap()
@@ -95,7 +96,7 @@ fn handshake_values(open: &Value) {
         ]
     );
     assert!(open["sid"].is_string());
-    assert_eq!(open["upgrades"], json!([]));
+    assert_eq!(&open["upgrades"], upgrades);
     assert_eq!(open["pingInterval"], 300);
     assert_eq!(open["pingTimeout"], 200);
     assert_eq!(open["maxPayload"], 1_000_000);
@@ -106,7 +107,7 @@ async fn handshake_opens_a_session_on_both_paths() {
     let gw = server().await;
     for path in ["/engine.io/", "/socket.io/"] {
         let (_, open) = open(&gw, path).await;
-        handshake_values(&open);
+        handshake_values(&open, &json!([]));
     }
 }
 

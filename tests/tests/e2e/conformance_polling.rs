@@ -13,10 +13,46 @@ use serde_json::Value;
 const WAIT: Duration = Duration::from_secs(3);
 const PATHS: [&str; 2] = ["/engine.io/", "/socket.io/"];
 
-async fn server() -> Gateway {
-    conformance::start(mongo_uri(), &unique_db_name(), 0)
+struct Server {
+    gw: Gateway,
+    db: mongodb::Database,
+}
+
+impl std::ops::Deref for Server {
+    type Target = Gateway;
+    fn deref(&self) -> &Gateway {
+        &self.gw
+    }
+}
+
+async fn server() -> Server {
+    let name = unique_db_name();
+    let gw = conformance::start(mongo_uri(), &name, 0).await.unwrap();
+    let db = mongodb::Client::with_uri_str(mongo_uri())
         .await
         .unwrap()
+        .database(&name);
+    Server { gw, db }
+}
+
+/// Waits until a `GET` of session `sid` is pending (it holds the session's poll lease).
+async fn poll_pending(server: &Server, sid: &str) {
+    let deadline = Instant::now() + WAIT;
+    let filter = bson::doc! { "_id": format!("poll.{sid}"), "poll_until": { "$exists": true } };
+    while harness::count(&server.db, "connections", filter.clone()).await == 0 {
+        assert!(Instant::now() < deadline, "no poll pending after {WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// A WebSocket opened with a polling session's `sid` (the upgrade's first step).
+async fn ws_with_sid(gw: &Gateway, path: &str, sid: &str) -> RawWs {
+    RawWs::connect(&format!(
+        "ws://{}{path}?EIO=4&transport=websocket&sid={sid}",
+        gw.addr
+    ))
+    .await
+    .unwrap()
 }
 
 fn url(gw: &Gateway, path: &str, query: &str) -> String {
@@ -66,28 +102,7 @@ async fn polling_handshake_opens_a_session_offering_the_upgrade() {
         let (status, body) = get(&gw, path, "EIO=4&transport=polling").await;
         assert_eq!(status, 200);
         let open: Value = serde_json::from_str(body.strip_prefix('0').unwrap()).unwrap();
-        let mut keys: Vec<&str> = open
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
-        keys.sort_unstable();
-        assert_eq!(
-            keys,
-            [
-                "maxPayload",
-                "pingInterval",
-                "pingTimeout",
-                "sid",
-                "upgrades"
-            ]
-        );
-        assert!(open["sid"].is_string());
-        assert_eq!(open["upgrades"], serde_json::json!(["websocket"]));
-        assert_eq!(open["pingInterval"], 300);
-        assert_eq!(open["pingTimeout"], 200);
-        assert_eq!(open["maxPayload"], 1_000_000);
+        crate::conformance::handshake_values(&open, &serde_json::json!(["websocket"]));
     }
 }
 
@@ -150,7 +165,7 @@ async fn polling_closes_the_session_on_duplicate_and_cancelled_polls() {
     let query = q(&sid);
     let first = get(&gw, "/engine.io/", &query);
     let second = async {
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        poll_pending(&gw, &sid).await;
         get(&gw, "/engine.io/", &format!("{}&t=burst", q(&sid))).await
     };
     let (first, second) = tokio::join!(first, second);
@@ -215,7 +230,7 @@ async fn polling_close_packet_ends_a_pending_poll_with_a_noop() {
         let sid = session(&gw, path).await;
         let query = q(&sid);
         let (polled, closed) = tokio::join!(get(&gw, path, &query), async {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            poll_pending(&gw, &sid).await;
             post(&gw, path, &q(&sid), "1").await
         });
         assert_eq!(closed.0, 200);
@@ -225,12 +240,7 @@ async fn polling_close_packet_ends_a_pending_poll_with_a_noop() {
 }
 
 async fn probe(gw: &Gateway, path: &str, sid: &str) -> RawWs {
-    let mut ws = RawWs::connect(&format!(
-        "ws://{}{path}?EIO=4&transport=websocket&sid={sid}",
-        gw.addr
-    ))
-    .await
-    .unwrap();
+    let mut ws = ws_with_sid(gw, path, sid).await;
     ws.send("2probe").await;
     assert_eq!(ws.text(WAIT).await, "3probe");
     ws
@@ -282,7 +292,7 @@ async fn upgrade_ends_a_pending_poll_and_keeps_queued_packets() {
             (r.status().as_u16(), r.text().await.unwrap())
         }
     });
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    poll_pending(&gw, &sid).await;
     let mut ws = probe(&gw, "/engine.io/", &sid).await;
     assert_eq!(pending.await.unwrap(), (200, "6".to_owned()));
     // Sent over polling before the switch, answered after it: nothing is lost.
@@ -301,12 +311,7 @@ async fn after_the_upgrade_polling_and_a_second_websocket_are_refused() {
         let mut ws = probe(&gw, path, &sid).await;
         ws.send("5").await;
         assert_eq!(get(&gw, path, &q(&sid)).await.0, 400);
-        let mut second = RawWs::connect(&format!(
-            "ws://{}{path}?EIO=4&transport=websocket&sid={sid}",
-            gw.addr
-        ))
-        .await
-        .unwrap();
+        let mut second = ws_with_sid(&gw, path, &sid).await;
         second.closed(WAIT).await;
         if path == "/engine.io/" {
             ws.send("4hello").await;
