@@ -69,6 +69,10 @@ pub struct Report {
     pub duplicated: u64,
     pub reordered: u64,
     pub errors: u64,
+    /// Sends the server turned away with `busy` (shedding load), retried with the same
+    /// `client_id`, as a client should; not errors.
+    #[serde(default)]
+    pub retried: u64,
     pub send_seconds: f64,
     /// From the first emit to the last delivery.
     pub delivery_seconds: f64,
@@ -88,7 +92,7 @@ impl Report {
         format!(
             "users {u} (connections {c}), {m} messages each{rate}\n\
              login {login:.2}s, connect all {conn:.2}s\n\
-             sent {sent}, delivered {del}, lost {lost}, duplicated {dup}, reordered {re}, errors {err}\n\
+             sent {sent}, delivered {del}, lost {lost}, duplicated {dup}, reordered {re}, errors {err}, retried {retried}\n\
              throughput {tp:.0} delivered/s over {ds:.2}s (sending took {ss:.2}s)\n\
              send->receive latency ms: p50 {p50:.1}  p90 {p90:.1}  p99 {p99:.1}  max {max:.1}  mean {mean:.1}",
             u = self.users,
@@ -105,6 +109,7 @@ impl Report {
             dup = self.duplicated,
             re = self.reordered,
             err = self.errors,
+            retried = self.retried,
             tp = self.delivered_per_second,
             ds = self.delivery_seconds,
             ss = self.send_seconds,
@@ -126,6 +131,7 @@ pub struct Progress {
     pub sent: AtomicU64,
     pub received: AtomicU64,
     pub errors: AtomicU64,
+    pub retried: AtomicU64,
 }
 
 impl Progress {
@@ -254,7 +260,8 @@ pub async fn run(cfg: &LoadConfig, progress: Arc<Progress>) -> anyhow::Result<Re
         let (mut sink, mut stream) = ws.split();
         let (out_tx, mut out_rx) = mpsc::unbounded_channel::<String>();
         writers.push(out_tx.clone());
-        let (ack_tx, ack_rx) = mpsc::unbounded_channel::<u64>();
+        // An ack's id, and whether the server asked to retry (`busy`).
+        let (ack_tx, ack_rx) = mpsc::unbounded_channel::<(u64, bool)>();
         ack_readers.push(ack_rx);
         tokio::spawn(async move {
             while let Some(frame) = out_rx.recv().await {
@@ -293,10 +300,11 @@ pub async fn run(cfg: &LoadConfig, progress: Arc<Progress>) -> anyhow::Result<Re
                     if let Ok(id) = ack[..digits].parse::<u64>() {
                         let args: Value =
                             serde_json::from_str(&ack[digits..]).unwrap_or(Value::Null);
-                        if !args[0]["error"].is_null() {
+                        let busy = args[0]["error"]["code"] == "busy";
+                        if !args[0]["error"].is_null() && !busy {
                             let _ = events.send(Event::Error(args[0]["error"].to_string()));
                         }
-                        let _ = ack_tx.send(id);
+                        let _ = ack_tx.send((id, busy));
                     }
                     continue;
                 }
@@ -321,7 +329,8 @@ pub async fn run(cfg: &LoadConfig, progress: Arc<Progress>) -> anyhow::Result<Re
                             }));
                         }
                     }
-                    (Some("system"), Some(s)) if s["type"] == "error" => {
+                    // `busy` comes with the ack too, and the send is retried.
+                    (Some("system"), Some(s)) if s["type"] == "error" && s["code"] != "busy" => {
                         let _ = events.send(Event::Error(s.to_string()));
                     }
                     _ => {}
@@ -345,6 +354,7 @@ pub async fn run(cfg: &LoadConfig, progress: Arc<Progress>) -> anyhow::Result<Re
                 .filter(|r| *r > 0.0)
                 .map(|r| Duration::from_secs_f64(1.0 / r));
             async move {
+                let mut ack_id = 0u64;
                 // Each sender starts at a random phase of its period, so a paced run offers a
                 // steady load instead of every user sending in the same instant.
                 let mut next = Instant::now()
@@ -358,26 +368,33 @@ pub async fn run(cfg: &LoadConfig, progress: Arc<Progress>) -> anyhow::Result<Re
                         next += gap;
                     }
                     let micros = t0.elapsed().as_micros() as u64;
-                    let ack_id = seq as u64 + 1;
-                    let frame = format!(
-                        "42{ack_id}{}",
-                        json!(["send_message", {
-                            "to": to,
-                            "text": format!("load message {seq} from {me}"),
-                            "client_id": format!("{run}:{me}:{seq}:{micros}"),
-                        }])
-                    );
-                    if out.send(frame).is_err() {
-                        break;
-                    }
+                    let payload = json!(["send_message", {
+                        "to": to,
+                        "text": format!("load message {seq} from {me}"),
+                        "client_id": format!("{run}:{me}:{seq}:{micros}"),
+                    }]);
                     progress.sent.fetch_add(1, Ordering::Relaxed);
-                    // Wait for this send's ack before the next one.
+                    // Wait for this send's ack before the next one; a `busy` answer is sent
+                    // again (same `client_id`: the server stores it once) after a pause.
+                    let mut pause = Duration::from_millis(50);
                     loop {
-                        match tokio::time::timeout_at(deadline.into(), acks.recv()).await {
-                            Ok(Some(id)) if id == ack_id => break,
-                            Ok(Some(_)) => continue,
-                            Ok(None) | Err(_) => return,
+                        ack_id += 1;
+                        if out.send(format!("42{ack_id}{payload}")).is_err() {
+                            return;
                         }
+                        let busy = loop {
+                            match tokio::time::timeout_at(deadline.into(), acks.recv()).await {
+                                Ok(Some((id, busy))) if id == ack_id => break busy,
+                                Ok(Some(_)) => continue,
+                                Ok(None) | Err(_) => return,
+                            }
+                        };
+                        if !busy {
+                            break;
+                        }
+                        progress.retried.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_secs(1));
                     }
                 }
             }
@@ -463,6 +480,7 @@ pub async fn run(cfg: &LoadConfig, progress: Arc<Progress>) -> anyhow::Result<Re
         duplicated,
         reordered,
         errors,
+        retried: progress.retried.load(Ordering::Relaxed),
         send_seconds,
         delivery_seconds,
         delivered_per_second: if delivery_seconds > 0.0 {

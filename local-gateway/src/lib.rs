@@ -32,6 +32,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{any, get, post};
+use axum::serve::ListenerExt;
 use shared::App;
 use shared::config::Config;
 use tokio::net::TcpListener;
@@ -302,6 +303,14 @@ pub async fn sdk_config(addr: SocketAddr) -> aws_config::SdkConfig {
         .await
 }
 
+/// Frames go out as soon as they are written, as API Gateway sends them: without
+/// TCP_NODELAY a second small frame waits for the client's delayed ACK (about 40 ms).
+fn no_delay(tcp: &mut tokio::net::TcpStream) {
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::warn!(error = %e, "could not set TCP_NODELAY");
+    }
+}
+
 /// Binds, builds the functions' [`App`], and serves in the background.
 pub async fn start(options: Options) -> anyhow::Result<Gateway> {
     let listener = TcpListener::bind((options.host, options.port)).await?;
@@ -395,7 +404,7 @@ pub async fn start(options: Options) -> anyhow::Result<Gateway> {
     let (mgmt_tx, mgmt_rx) = oneshot::channel::<()>();
     let management_task = tokio::spawn(async move {
         let served = axum::serve(
-            management,
+            management.tap_io(no_delay),
             management_router.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(async {
@@ -409,7 +418,7 @@ pub async fn start(options: Options) -> anyhow::Result<Gateway> {
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let served = axum::serve(
-            listener,
+            listener.tap_io(no_delay),
             router.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(async {

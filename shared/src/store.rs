@@ -4,6 +4,8 @@
 //! Services (`auth`, `users`, `chat`, `realtime`) own their queries; this module owns what a
 //! document looks like in the database. Indexes are created by migrations, never here.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bson::{DateTime, doc, oid::ObjectId};
@@ -215,18 +217,26 @@ pub struct PollUpgradeDoc {
     pub expires_at: DateTime,
 }
 
-/// `event_logs`: one per user, the events sent to them (all their devices) for connection
-/// state recovery. Event `i` of `events` has offset `seq - (events.len() - 1 - i)`: every
-/// append increments `seq` and pushes one event in the same atomic update, and `$slice`
-/// keeps the newest `RECOVERY_MAX_EVENTS`. No TTL: offsets must never start over, so the
-/// document stays (bounded by the slice); events older than the window are not replayed.
+/// `event_logs`: one per user, the counter of the events sent to them (all their devices)
+/// for connection state recovery: `seq` is the newest offset. Every append takes the next
+/// offsets with one `$inc` and stores each event as its own [`LoggedEventDoc`]. No TTL:
+/// offsets must never start over.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EventLogDoc {
     #[serde(rename = "_id")]
     pub user_id: ObjectId,
     pub seq: i64,
-    #[serde(default)]
-    pub events: Vec<LoggedEvent>,
+}
+
+/// `logged_events`: one event of a user's log, at its offset (index `user_offset`, unique),
+/// forgotten by a TTL index once the recovery window is over.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoggedEventDoc {
+    pub user: ObjectId,
+    pub offset: i64,
+    #[serde(flatten)]
+    pub event: LoggedEvent,
+    pub expires_at: DateTime,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -281,6 +291,31 @@ pub struct Lease {
     taken_at: std::time::Instant,
 }
 
+/// The longest pause between two tries of a waiter for a held lease.
+pub const MAX_LEASE_POLL: Duration = Duration::from_millis(20);
+
+/// The background renewal of a held lease ([`Store::keep_alive`]); stops when dropped.
+#[derive(Debug)]
+pub struct KeepAlive {
+    lost: Arc<AtomicBool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl KeepAlive {
+    /// Whether a renewal found the lease taken by another holder.
+    pub fn lost(&self) -> bool {
+        self.lost.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for KeepAlive {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
 /// Typed handles on every collection.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -295,6 +330,7 @@ pub struct Store {
     pub conversations: Collection<ConversationDoc>,
     pub rate_limits: Collection<RateLimitDoc>,
     pub event_logs: Collection<EventLogDoc>,
+    pub logged_events: Collection<LoggedEventDoc>,
     pub recovery_sessions: Collection<RecoveryDoc>,
     pub poll_queue: Collection<PollPacketDoc>,
     pub poll_upgrades: Collection<PollUpgradeDoc>,
@@ -335,6 +371,7 @@ impl Store {
             conversations: db.collection("conversations"),
             rate_limits: db.collection("rate_limits"),
             event_logs: db.collection("event_logs"),
+            logged_events: db.collection("logged_events"),
             recovery_sessions: db.collection("recovery_sessions"),
             poll_queue: db.collection("poll_queue"),
             poll_upgrades: db.collection("poll_upgrades"),
@@ -342,7 +379,8 @@ impl Store {
         }
     }
 
-    /// Takes the lease `key` for `ttl`, waiting up to `wait` while another holder has it. A
+    /// Takes the lease `key` for `ttl`, waiting up to `wait` while another holder has it
+    /// (polling with a backoff from 2 ms up to [`MAX_LEASE_POLL`]). A
     /// holder that dies loses the lease when `ttl` runs out; a long holder renews it.
     pub async fn acquire(&self, key: &str, ttl: Duration, wait: Duration) -> Result<Lease> {
         let owner = ObjectId::new();
@@ -375,8 +413,10 @@ impl Store {
                     if started.elapsed() > wait {
                         return Err(StoreError::LockTimeout(key.to_owned()).into());
                     }
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_millis(20));
+                    // Jittered, so waiters on one key do not retry in step.
+                    let jitter = rand::Rng::random_range(&mut rand::rng(), 0.5..1.5);
+                    tokio::time::sleep(pause.mul_f64(jitter)).await;
+                    pause = (pause * 2).min(MAX_LEASE_POLL);
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -386,16 +426,47 @@ impl Store {
     /// Extends a lease by its ttl from now; `false` when it was lost (ran out and another
     /// holder took it), and the work under it must stop.
     pub async fn renew(&self, lease: &Lease) -> Result<bool> {
+        self.renew_held(&lease.key, lease.owner, lease.ttl).await
+    }
+
+    async fn renew_held(&self, key: &str, owner: ObjectId, ttl: Duration) -> Result<bool> {
         let now = DateTime::now();
-        let until = DateTime::from_millis(now.timestamp_millis() + lease.ttl.as_millis() as i64);
+        let until = DateTime::from_millis(now.timestamp_millis() + ttl.as_millis() as i64);
         let res = self
             .locks
             .update_one(
-                doc! { "_id": &lease.key, "owner": lease.owner },
+                doc! { "_id": key, "owner": owner },
                 doc! { "$set": { "until": until } },
             )
             .await?;
         Ok(res.matched_count == 1)
+    }
+
+    /// Renews `lease` in the background every quarter of its ttl until the returned guard
+    /// is dropped: a holder slowed down by a saturated database keeps its lease as long as it
+    /// runs, and one that dies loses it after the ttl. [`KeepAlive::lost`] says whether a
+    /// renewal found the lease gone (the work under it must stop).
+    pub fn keep_alive(&self, lease: &Lease) -> KeepAlive {
+        let lost = Arc::new(AtomicBool::new(false));
+        let task = tokio::runtime::Handle::try_current().ok().map(|rt| {
+            let (store, key, owner, ttl) =
+                (self.clone(), lease.key.clone(), lease.owner, lease.ttl);
+            let lost = lost.clone();
+            rt.spawn(async move {
+                loop {
+                    tokio::time::sleep(ttl / 4).await;
+                    match store.renew_held(&key, owner, ttl).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            lost.store(true, Ordering::Release);
+                            return;
+                        }
+                        Err(e) => tracing::warn!(error = %e, key, "could not renew a lease"),
+                    }
+                }
+            })
+        });
+        KeepAlive { lost, task }
     }
 
     /// Gives a lease back, recording `last` for the next holder when given.
@@ -404,9 +475,12 @@ impl Store {
         if held > Duration::from_secs(1) {
             tracing::warn!(key = lease.key, ?held, "a lease was held for long");
         }
-        // Ran out a moment ago: the next `until < now` matches at once.
-        let mut set =
-            doc! { "until": DateTime::from_millis(DateTime::now().timestamp_millis() - 1) };
+        // Ran out a moment ago: the next `until < now` matches at once. A new owner, so a
+        // background renewal still on its way cannot take the lease back.
+        let mut set = doc! {
+            "until": DateTime::from_millis(DateTime::now().timestamp_millis() - 1),
+            "owner": ObjectId::new(),
+        };
         if let Some(last) = last {
             set.insert("last", last);
         }

@@ -22,6 +22,7 @@ const WAIT: Duration = Duration::from_secs(10);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    shared::telemetry::init();
     let uri = std::env::var("MONGO_URI").context("set MONGO_URI")?;
     let n: usize = std::env::var("MESSAGES")
         .ok()
@@ -44,6 +45,7 @@ async fn main() -> anyhow::Result<()> {
         ("MONGO_DB", db.as_str()),
         ("RUN_MIGRATIONS", "1"),
         ("CHAT_EXPERIMENTS", "off"),
+        ("EVENTS_PER_USER", "1000000"),
     ];
     let config = shared::config::Config::from_lookup(|k| {
         vars.iter()
@@ -54,6 +56,14 @@ async fn main() -> anyhow::Result<()> {
     options.port = 0;
     options.schedule_every = Duration::from_secs(3600);
     options.mongo_client = Some(client.clone());
+    // An AWS-like latency on every @connections post (`POST_LATENCY_MS`, default 0).
+    options.post_latency = Duration::from_millis(
+        std::env::var("POST_LATENCY_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+    );
+    let options_post_latency_ms = options.post_latency.as_millis() as u64;
     let gw = local_gateway::start(options).await?;
     let http = reqwest::Client::new();
     let base = gw.http_url();
@@ -62,20 +72,30 @@ async fn main() -> anyhow::Result<()> {
     let url = format!("{}/socket.io/", gw.ws_url());
     let mut sa = Socket::join(&url, &a.token, WAIT).await?;
     let mut sb = Socket::join(&url, &b.token, WAIT).await?;
-    sa.wait_event("system", WAIT).await?;
-    sb.wait_event("system", WAIT).await?;
+    sa.wait_event("system", WAIT).await.context("a's welcome")?;
+    sb.wait_event("system", WAIT).await.context("b's welcome")?;
 
-    let send = async |sa: &mut Socket, sb: &mut Socket, i: usize| -> anyhow::Result<()> {
+    // Per message: emit -> the recipient's `message`, and emit -> the sender's `delivered`
+    // (the end of the handler's critical path), in milliseconds.
+    let mut times: Vec<(f64, f64)> = Vec::new();
+    let send = async |sa: &mut Socket, sb: &mut Socket, i: usize| -> anyhow::Result<(f64, f64)> {
+        let started = std::time::Instant::now();
         let message =
             json!({ "to": b.user_id, "text": format!("rt {i}"), "client_id": format!("rt-{i}") });
         sa.emit("send_message", &message).await?;
-        let got = sb.wait_event("message", WAIT).await?;
+        let got = sb
+            .wait_event("message", WAIT)
+            .await
+            .context("b's message")?;
         if got["client_id"] != format!("rt-{i}") {
             bail!("out of order: {got}");
         }
-        sa.wait_event("message", WAIT).await?;
-        sa.wait_event("delivered", WAIT).await?;
-        Ok(())
+        let received = started.elapsed().as_secs_f64() * 1000.0;
+        sa.wait_event("message", WAIT).await.context("a's echo")?;
+        sa.wait_event("delivered", WAIT)
+            .await
+            .context("a's delivered")?;
+        Ok((received, started.elapsed().as_secs_f64() * 1000.0))
     };
     for i in 0..10 {
         send(&mut sa, &mut sb, i).await?;
@@ -85,17 +105,27 @@ async fn main() -> anyhow::Result<()> {
         .map_err(|_| anyhow::anyhow!("poisoned"))?
         .clear();
     for i in 10..10 + n {
-        send(&mut sa, &mut sb, i).await?;
+        times.push(send(&mut sa, &mut sb, i).await?);
     }
     let by_command = counts
         .lock()
         .map_err(|_| anyhow::anyhow!("poisoned"))?
         .clone();
     let total: u64 = by_command.values().sum();
+    let pct = |pick: fn(&(f64, f64)) -> f64, q: f64| {
+        let mut v: Vec<f64> = times.iter().map(pick).collect();
+        v.sort_by(f64::total_cmp);
+        v.get(((v.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
     let report = json!({
         "messages_delivered": n,
         "mongo_commands": total,
         "round_trips_per_delivered_message": total as f64 / n as f64,
+        "post_latency_ms": options_post_latency_ms,
+        "to_recipient_ms": { "p50": pct(|t| t.0, 0.5), "p99": pct(|t| t.0, 0.99) },
+        "to_delivered_ms": { "p50": pct(|t| t.1, 0.5), "p99": pct(|t| t.1, 0.99) },
         "by_command": by_command.iter().map(|(k, v)| (k.clone(), json!(*v as f64 / n as f64))).collect::<serde_json::Map<_, _>>(),
     });
     println!("{}", serde_json::to_string_pretty(&report)?);

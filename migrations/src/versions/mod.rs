@@ -37,6 +37,7 @@ mod v005_rate_limits;
 mod v006_refresh_tokens;
 mod v007_recovery;
 mod v008_polling;
+mod v009_event_log_documents;
 
 pub(crate) static ALL: &[Migration] = &[
     Migration {
@@ -78,5 +79,10 @@ pub(crate) static ALL: &[Migration] = &[
         version: 8,
         name: "polling",
         up: v008_polling::up,
+    },
+    Migration {
+        version: 9,
+        name: "event_log_documents",
+        up: v009_event_log_documents::up,
     },
 ];

@@ -31,7 +31,7 @@ use crate::realtime::outbox::{self, post_frame, post_logged};
 use crate::realtime::recovery::{self, Start};
 use crate::realtime::sio_env::AppEnv;
 use crate::socketio::runtime::{self, FirstFrame};
-use crate::store::{ConnectionDoc, Lease, MessageDoc, Protocol, Store};
+use crate::store::{ConnectionDoc, KeepAlive, Lease, MessageDoc, Protocol, Store};
 use crate::time;
 
 pub fn message_event(m: &MessageDoc) -> MessageEvent {
@@ -54,12 +54,13 @@ pub enum Due {
     All,
 }
 
-/// How long an inbox lease lasts unless renewed (a holder that dies blocks no longer).
-pub const INBOX_LEASE: Duration = Duration::from_secs(10);
+/// How long an inbox lease lasts unless renewed: a holder renews it in the background
+/// while it runs (see [`Store::keep_alive`]), so this is how long a holder that died blocks
+/// the inbox.
+pub const INBOX_LEASE: Duration = Duration::from_secs(20);
 /// How long to wait for another holder of an inbox.
 const WAIT_FOR_INBOX: Duration = Duration::from_secs(8);
-/// Messages pushed between two lease renewals: at an AWS-like 15 ms a post, well inside
-/// the lease.
+/// Messages pushed per round (one query, one log append, one post each, one update).
 const PAGE: i64 = 100;
 
 /// Connections already read from the database for some users (to save a round trip).
@@ -102,6 +103,7 @@ pub struct Inbox {
     pub user: UserId,
     store: Store,
     lease: Option<Lease>,
+    keep: Option<KeepAlive>,
     newest: Option<bson::DateTime>,
 }
 
@@ -119,6 +121,7 @@ impl Inbox {
         Ok(Inbox {
             user,
             store: app.store.clone(),
+            keep: Some(app.store.keep_alive(&lease)),
             lease: Some(lease),
             newest: None,
         })
@@ -142,19 +145,19 @@ impl Inbox {
 
     /// Gives the lease back.
     pub async fn close(mut self) {
+        self.keep.take();
         if let Some(lease) = self.lease.take() {
             self.store.release(lease, self.newest).await;
         }
     }
 
-    async fn renew(&self) -> Result<()> {
-        let Some(lease) = &self.lease else {
-            return Ok(());
-        };
-        if self.store.renew(lease).await? {
-            Ok(())
-        } else {
-            Err(StoreError::LockLost(lease.key.clone()).into())
+    /// Fails once the lease is known to be lost: nothing more may be pushed under it.
+    fn still_held(&self) -> Result<()> {
+        match (&self.lease, &self.keep) {
+            (Some(lease), Some(keep)) if keep.lost() => {
+                Err(StoreError::LockLost(lease.key.clone()).into())
+            }
+            _ => Ok(()),
         }
     }
 
@@ -217,6 +220,7 @@ impl Inbox {
                 .map(|m| ServerEvent::Message(message_event(m)))
                 .collect();
             let offsets = recovery::append_all(app, self.user, &events).await?;
+            self.still_held()?;
             // Each connection gets the page in order; connections in parallel. Message i
             // counts as delivered when some connection took frames 0..=i. A connection that
             // missed a frame gets nothing more from this delivery (it would see a gap).
@@ -243,7 +247,6 @@ impl Inbox {
             if taken < batch.len() || cut < pending.len() || !full_page {
                 break;
             }
-            self.renew().await?;
         }
         Ok(delivered)
     }
@@ -251,6 +254,7 @@ impl Inbox {
 
 impl Drop for Inbox {
     fn drop(&mut self) {
+        self.keep.take();
         if let Some(lease) = self.lease.take() {
             let store = self.store.clone();
             if let Ok(rt) = tokio::runtime::Handle::try_current() {

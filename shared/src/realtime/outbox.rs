@@ -78,7 +78,7 @@ pub async fn log(app: &App, user: UserId, event: &ServerEvent) -> Option<i64> {
         .flatten()
 }
 
-/// [`log`] for several events, in order, in one round trip.
+/// [`log`] for several events, in order (two round trips whatever their number).
 pub async fn log_all(app: &App, user: UserId, events: &[ServerEvent]) -> Vec<Option<i64>> {
     match recovery::append_all(app, user, events).await {
         Ok(offsets) => offsets,

@@ -1,10 +1,11 @@
 //! Connection state recovery: a reconnecting client gets exactly the events it missed.
 //!
 //! - Every event addressed to a user (all their devices: messages, receipts, typing, unread
-//!   counts) is appended to that user's log (`event_logs`) before it is posted, and gets
-//!   the log's next offset. Connections that track offsets get it with the event: Socket.IO
-//!   as the event's last argument (`42["message",{..},"17"]`, what socket.io-client reads),
-//!   plain JSON as `"offset"`.
+//!   counts) is appended to that user's log before it is posted, and gets the log's next
+//!   offset (the counter in `event_logs`; the event itself is a `logged_events` document).
+//!   Connections that track offsets get it with the event: Socket.IO as the event's last
+//!   argument (`42["message",{..},"17"]`, what socket.io-client reads), plain JSON as
+//!   `"offset"`.
 //! - A device's session has a `pid` (`recovery_sessions`): the Socket.IO CONNECT answer
 //!   carries it (`40{"sid","pid"}`), as the JSON welcome does. A client that comes back
 //!   with that `pid` and the last offset it saw, within `RECOVERY_WINDOW_SECS` of its
@@ -22,6 +23,7 @@
 use std::time::Duration;
 
 use bson::{doc, oid::ObjectId};
+use futures::TryStreamExt;
 use mongodb::options::ReturnDocument;
 use serde_json::Value;
 
@@ -30,7 +32,7 @@ use crate::config::MAX_CONNECTION_AGE;
 use crate::domain::UserId;
 use crate::error::Result;
 use crate::realtime::events::ServerEvent;
-use crate::store::{EventLogDoc, LoggedEvent, RecoveryDoc, is_duplicate_key};
+use crate::store::{LoggedEvent, LoggedEventDoc, RecoveryDoc, is_duplicate_key};
 use crate::time;
 
 /// An event from the log, with its offset.
@@ -68,8 +70,9 @@ fn after_now(d: Duration) -> bson::DateTime {
     time::to_bson(time::now() + chrono::TimeDelta::from_std(d).unwrap_or_default())
 }
 
-/// Appends `events` to `user`'s log in one update, in order, and returns their offsets
-/// (all `None` with recovery off): one round trip for a whole page of messages.
+/// Appends `events` to `user`'s log, in order, and returns their offsets (all `None` with
+/// recovery off): one `$inc` of the user's counter takes the offsets, one insert stores the
+/// events (two round trips for a whole page of messages, neither rewriting older events).
 pub async fn append_all(
     app: &App,
     user: UserId,
@@ -78,45 +81,56 @@ pub async fn append_all(
     if !enabled(app) || events.is_empty() {
         return Ok(vec![None; events.len()]);
     }
-    let at = time::to_bson(time::now());
-    let logged = events
-        .iter()
-        .map(|e| {
-            bson::to_bson(&LoggedEvent {
-                n: e.name().to_owned(),
-                d: e.data().to_string(),
-                at,
-            })
-        })
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(mongodb::error::Error::from)?;
     let n = i64::try_from(events.len()).unwrap_or(i64::MAX);
-    let max = i32::try_from(app.config.ws.recovery_max_events).unwrap_or(i32::MAX);
+    let mut head = None;
     for _ in 0..3 {
         let res = app
             .store
             .event_logs
             .find_one_and_update(
                 doc! { "_id": user.object_id() },
-                doc! {
-                    "$inc": { "seq": n },
-                    "$push": { "events": { "$each": logged.clone(), "$slice": -max } },
-                },
+                doc! { "$inc": { "seq": n } },
             )
             .upsert(true)
             .projection(doc! { "seq": 1 })
             .return_document(ReturnDocument::After)
             .await;
         match res {
-            // The last event has the new head; the others count back from it.
-            Ok(Some(log)) => return Ok((log.seq - n + 1..=log.seq).map(Some).collect()),
+            Ok(Some(log)) => {
+                head = Some(log.seq);
+                break;
+            }
             Ok(None) => {}
             // Two first appends at once: one inserted; go again.
             Err(e) if is_duplicate_key(&e) => {}
             Err(e) => return Err(e.into()),
         }
     }
-    Err(crate::error::StoreError::LockTimeout(format!("event log of {user}")).into())
+    let Some(head) = head else {
+        return Err(crate::error::StoreError::LockTimeout(format!("event log of {user}")).into());
+    };
+    // The last event has the new head; the others count back from it.
+    let offsets: Vec<i64> = (head - n + 1..=head).collect();
+    let at = time::now();
+    let expires_at = time::to_bson(
+        at.checked_add_signed(window(app))
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC),
+    );
+    let docs = events
+        .iter()
+        .zip(&offsets)
+        .map(|(e, offset)| LoggedEventDoc {
+            user: user.object_id(),
+            offset: *offset,
+            event: LoggedEvent {
+                n: e.name().to_owned(),
+                d: e.data().to_string(),
+                at: time::to_bson(at),
+            },
+            expires_at,
+        });
+    app.store.logged_events.insert_many(docs).await?;
+    Ok(offsets.into_iter().map(Some).collect())
 }
 
 /// The newest offset of `user`'s log (0 before the first event).
@@ -130,46 +144,63 @@ pub async fn head(app: &App, user: UserId) -> Result<i64> {
         .map_or(0, |l| l.seq))
 }
 
+/// How long a replay waits for events whose offsets are taken but whose insert has not
+/// landed yet (a concurrent append is between its two round trips).
+const WAIT_FOR_APPENDS: Duration = Duration::from_millis(500);
+
 /// Every event after offset `after`, oldest first; `None` when the log no longer reaches
-/// back that far (trimmed, or older than the window) or `after` is not one of its offsets.
+/// back that far (more than `RECOVERY_MAX_EVENTS` behind, or older than the window) or
+/// `after` is not one of its offsets.
 pub async fn since(app: &App, user: UserId, after: i64) -> Result<Option<Vec<Replayed>>> {
-    let log: Option<EventLogDoc> = app
-        .store
-        .event_logs
-        .find_one(doc! { "_id": user.object_id() })
-        .await?;
-    let Some(log) = log else {
-        return Ok((after == 0).then(Vec::new));
-    };
-    Ok(replay_from(&log, after, time::now() - window(app)))
+    let head = head(app, user).await?;
+    let max = i64::from(app.config.ws.recovery_max_events);
+    if after < 0 || after > head || head - after > max {
+        return Ok(None);
+    }
+    let expected = usize::try_from(head - after).unwrap_or(usize::MAX);
+    let deadline = tokio::time::Instant::now() + WAIT_FOR_APPENDS;
+    loop {
+        let found: Vec<LoggedEventDoc> = app
+            .store
+            .logged_events
+            .find(doc! {
+                "user": user.object_id(),
+                "offset": { "$gt": after, "$lte": head },
+            })
+            .sort(doc! { "offset": 1 })
+            .await?
+            .try_collect()
+            .await?;
+        if found.len() >= expected || tokio::time::Instant::now() >= deadline {
+            return Ok(replay_from(after, &found, time::now() - window(app)));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
+/// The replay of `found` (events after `after`, by offset): `None` when the first one is
+/// gone (forgotten after the window) or older than the window. A gap further on is an
+/// append that never completed: nothing was posted for it, so nothing is missing.
 fn replay_from(
-    log: &EventLogDoc,
     after: i64,
+    found: &[LoggedEventDoc],
     oldest_kept: time::Timestamp,
 ) -> Option<Vec<Replayed>> {
-    let len = i64::try_from(log.events.len()).ok()?;
-    let first = log.seq - len + 1;
-    if after < first - 1 || after > log.seq || after < 0 {
+    if let Some(first) = found.first()
+        && (first.offset != after + 1 || time::from_bson(first.event.at) < oldest_kept)
+    {
         return None;
     }
-    let mut out = Vec::new();
-    for (i, e) in log.events.iter().enumerate() {
-        let offset = first + i64::try_from(i).ok()?;
-        if offset <= after {
-            continue;
-        }
-        if time::from_bson(e.at) < oldest_kept {
-            return None;
-        }
-        out.push(Replayed {
-            offset,
-            name: e.n.clone(),
-            data: serde_json::from_str(&e.d).unwrap_or(Value::Null),
-        });
-    }
-    Some(out)
+    Some(
+        found
+            .iter()
+            .map(|e| Replayed {
+                offset: e.offset,
+                name: e.event.n.clone(),
+                data: serde_json::from_str(&e.event.d).unwrap_or(Value::Null),
+            })
+            .collect(),
+    )
 }
 
 /// A client's claim to a session: its `pid` and, if it saw any, the last offset.
@@ -311,48 +342,42 @@ pub async fn resumed(app: &App, pid: &str) -> Result<()> {
 mod tests {
     use super::*;
 
-    fn log(seq: i64, n: usize, age_secs: i64) -> EventLogDoc {
+    fn events(offsets: std::ops::RangeInclusive<i64>, age_secs: i64) -> Vec<LoggedEventDoc> {
         let at = time::to_bson(time::now() - chrono::TimeDelta::seconds(age_secs));
-        EventLogDoc {
-            user_id: ObjectId::new(),
-            seq,
-            events: (0..n)
-                .map(|i| LoggedEvent {
-                    n: format!("e{i}"),
-                    d: format!("{{\"i\":{i}}}"),
+        offsets
+            .map(|o| LoggedEventDoc {
+                user: ObjectId::new(),
+                offset: o,
+                event: LoggedEvent {
+                    n: format!("e{o}"),
+                    d: format!("{{\"i\":{o}}}"),
                     at,
-                })
-                .collect(),
-        }
+                },
+                expires_at: at,
+            })
+            .collect()
     }
 
     #[test]
-    fn offsets_count_back_from_the_head() {
-        // seq 10 with 4 kept: offsets 7, 8, 9, 10.
-        let l = log(10, 4, 0);
+    fn a_replay_starts_right_after_the_claimed_offset() {
         let cutoff = time::now() - chrono::TimeDelta::hours(1);
-        let after_8 = replay_from(&l, 8, cutoff).unwrap();
+        let after_8 = replay_from(8, &events(9..=10, 0), cutoff).unwrap();
         assert_eq!(
             after_8.iter().map(|r| r.offset).collect::<Vec<_>>(),
             vec![9, 10]
         );
-        assert_eq!(after_8[0].name, "e2");
-        assert_eq!(after_8[0].data["i"], 2);
-        assert_eq!(replay_from(&l, 10, cutoff).unwrap(), vec![]);
-        // 6 is the newest offset the log no longer holds: everything after it is there.
-        assert_eq!(replay_from(&l, 6, cutoff).unwrap().len(), 4);
-        // Further back, or ahead of the head: not recoverable.
-        assert_eq!(replay_from(&l, 5, cutoff), None);
-        assert_eq!(replay_from(&l, 11, cutoff), None);
-        assert_eq!(replay_from(&l, -1, cutoff), None);
+        assert_eq!(after_8[0].name, "e9");
+        assert_eq!(after_8[0].data["i"], 9);
+        assert_eq!(replay_from(10, &[], cutoff).unwrap(), vec![]);
+        // The event right after the claim is gone (forgotten): not recoverable.
+        assert_eq!(replay_from(7, &events(9..=10, 0), cutoff), None);
     }
 
     #[test]
     fn events_older_than_the_window_cannot_be_replayed() {
-        let l = log(3, 3, 7200);
         let cutoff = time::now() - chrono::TimeDelta::hours(1);
-        assert_eq!(replay_from(&l, 1, cutoff), None);
-        assert_eq!(replay_from(&l, 3, cutoff).unwrap(), vec![]);
+        assert_eq!(replay_from(1, &events(2..=3, 7200), cutoff), None);
+        assert_eq!(replay_from(3, &[], cutoff).unwrap(), vec![]);
     }
 
     #[test]

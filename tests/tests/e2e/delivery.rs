@@ -456,3 +456,43 @@ async fn several_devices_through_reconnect_storms_with_the_latency_illusion() {
     }
     assert_eq!(union.len(), total, "every message reached some device of B");
 }
+
+/// An inbox holder slowed down past its lease's ttl (a saturated database) keeps the lease
+/// while it runs, thanks to the background renewal; gives it back at once when done, where a
+/// renewal still on its way cannot take it back; and learns when the lease was taken from it.
+#[tokio::test]
+async fn a_slow_holder_keeps_its_lease_and_learns_when_it_is_lost() {
+    let env = TestEnv::start().await;
+    let store = &env.app().store;
+    let ttl = Duration::from_millis(400);
+    let key = format!("test:{}", ObjectId::new());
+    let lease = store.acquire(&key, ttl, Duration::ZERO).await.unwrap();
+    let keep = store.keep_alive(&lease);
+    // For three ttls, nobody else gets it.
+    let until = tokio::time::Instant::now() + ttl * 3;
+    while tokio::time::Instant::now() < until {
+        assert!(
+            store.acquire(&key, ttl, Duration::ZERO).await.is_err(),
+            "the lease was taken while its holder ran"
+        );
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    assert!(!keep.lost());
+    drop(keep);
+    store.release(lease, None).await;
+    let next = store.acquire(&key, ttl, Duration::ZERO).await.unwrap();
+    let keep = store.keep_alive(&next);
+    // Another holder takes it (as after a stall longer than the ttl): the renewal notices.
+    store
+        .locks
+        .update_one(
+            doc! { "_id": &key },
+            doc! { "$set": { "owner": ObjectId::new() } },
+        )
+        .await
+        .unwrap();
+    harness::eventually("the holder learns the lease is lost", WAIT, || async {
+        keep.lost()
+    })
+    .await;
+}

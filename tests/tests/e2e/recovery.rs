@@ -412,3 +412,76 @@ async fn plain_json_clients_resume_with_pid_and_offset() {
     assert_eq!(welcome["data"]["recovered"], false);
     assert_ne!(welcome["data"]["pid"], pid.as_str());
 }
+
+#[tokio::test]
+async fn a_client_further_behind_than_the_log_keeps_gets_a_new_session() {
+    let env = TestEnv::with(EnvOptions::default().var("RECOVERY_MAX_EVENTS", "3")).await;
+    let a = env.api.login(&mobile(1040)).await;
+    let b = env.api.login(&mobile(1041)).await;
+    let (mut sa, _) = RawSio::login(&env.ws_url(""), &a.token).await;
+    let b_id = bson::oid::ObjectId::parse_str(&b.user_id).unwrap();
+    let claim = json!({ "token": b.token, "pid": "000000000000000000000000" });
+    let (mut phone, answer) = connect_with(&env, claim).await;
+    let pid = answer["pid"].as_str().unwrap().to_owned();
+    next_event(&mut phone).await;
+    emit_acked(
+        &mut sa,
+        "typing",
+        json!({ "to": b.user_id, "typing": true }),
+    )
+    .await;
+    let (_, _, offset) = next_event(&mut phone).await;
+    let offset = offset.unwrap();
+    drop(phone);
+    harness::eventually("the connection is gone", WAIT, || async {
+        harness::count(&env.db, "connections", bson::doc! { "pid": &pid }).await == 0
+    })
+    .await;
+    let logged_up_to = async |n: i64| {
+        harness::eventually("the events are logged", WAIT, || async {
+            let head = bson::doc! { "_id": b_id, "seq": { "$gte": offset + n } };
+            harness::count(&env.db, "event_logs", head).await == 1
+        })
+        .await;
+    };
+    // Three events behind: the log still has them all.
+    for typing in [false, true, false] {
+        emit_acked(
+            &mut sa,
+            "typing",
+            json!({ "to": b.user_id, "typing": typing }),
+        )
+        .await;
+    }
+    logged_up_to(3).await;
+    let claim = json!({ "token": b.token, "pid": pid, "offset": offset.to_string() });
+    let (mut back, answer) = connect_with(&env, claim).await;
+    assert_eq!(answer["pid"], pid.as_str(), "3 behind: recovered");
+    let mut offsets = Vec::new();
+    for _ in 0..3 {
+        let (name, _, o) = next_event(&mut back).await;
+        assert_eq!(name, "typing");
+        offsets.push(o.unwrap());
+    }
+    assert_eq!(offsets, vec![offset + 1, offset + 2, offset + 3]);
+    drop(back);
+    harness::eventually("the connection is gone", WAIT, || async {
+        harness::count(&env.db, "connections", bson::doc! { "pid": &pid }).await == 0
+    })
+    .await;
+    // Four behind: further than the log keeps, so a new session and its welcome.
+    for typing in [true, false, true, false] {
+        emit_acked(
+            &mut sa,
+            "typing",
+            json!({ "to": b.user_id, "typing": typing }),
+        )
+        .await;
+    }
+    logged_up_to(7).await;
+    let claim = json!({ "token": b.token, "pid": pid, "offset": (offset + 3).to_string() });
+    let (mut late, answer) = connect_with(&env, claim).await;
+    assert_ne!(answer["pid"], pid.as_str(), "4 behind: a new session");
+    let (_, welcome, _) = next_event(&mut late).await;
+    assert_eq!(welcome["type"], "welcome");
+}
