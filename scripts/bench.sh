@@ -2,6 +2,8 @@
 # `make bench`: release builds, then chat-load against the local gateway (experiments off) at
 # 100 and 1,000 connections, MongoDB round trips per delivered message, and each function's
 # cold start and binary size. Writes bench/out/*.json and BENCHMARKS.md. Loopback only.
+# BENCH_RUNS="200x20 1000x10" runs only those chat-load settings (both stacks), the round
+# trips, and no cold starts (so only the gateway and the tools are built).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=bench/out
@@ -11,7 +13,11 @@ for f in functions/*/; do fns+=(-p "$(basename "$f")"); done
 
 echo "== release build (functions, gateway, benchmark tools)"
 start=$(date +%s)
-cargo build --release -p local-gateway -p chat-bench -p chat-migrations "${fns[@]}"
+if [ -n "${BENCH_RUNS:-}" ]; then
+  cargo build --release -p local-gateway -p chat-bench
+else
+  cargo build --release -p local-gateway -p chat-bench -p chat-migrations "${fns[@]}"
+fi
 echo "built in $(( $(date +%s) - start )) s"
 
 source scripts/throwaway-db.sh
@@ -40,13 +46,26 @@ start_gateway() {
   for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:${gw_port}/" && break; sleep 0.1; done
 }
 stop_gateway() { kill "$gw_pid" 2>/dev/null; wait "$gw_pid" 2>/dev/null || true; gw_pid=; }
+# CPU time (user + system, in clock ticks) a process has used so far.
+cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }
+ticks=$(getconf CLK_TCK)
+# Runs chat-load ($1: report name, $2: server port, $3: server pid, rest: settings) and
+# writes the server's and the database's CPU over the run to cpu-<name>.json.
+measured() {
+  local name=$1 port=$2 pid=$3; shift 3
+  local s0 d0
+  s0=$(cpu "$pid"); d0=$(cpu "$db_pid")
+  target/release/chat-load --http "http://127.0.0.1:${port}" --ws "ws://127.0.0.1:${port}/socket.io/" \
+    --duration 300 --json "$out/load-$name.json" "$@" || echo "chat-load $name reported loss, duplicates, reordering or errors"
+  echo "{\"server_ticks\": $(( $(cpu "$pid") - s0 )), \"db_ticks\": $(( $(cpu "$db_pid") - d0 )), \"ticks_per_second\": $ticks}" \
+    > "$out/cpu-$name.json"
+}
 
 load() {
   local name=$1; shift
   echo "== chat-load $name: $*"
   start_gateway "$name"
-  target/release/chat-load --http "http://127.0.0.1:${gw_port}" --ws "ws://127.0.0.1:${gw_port}/socket.io/" \
-    --duration 300 --json "$out/load-$name.json" "$@" || echo "chat-load $name reported loss, duplicates, reordering or errors"
+  measured "$name" "$gw_port" "$gw_pid" "$@"
   stop_gateway
 }
 # The same run against the seed's stack, on the same database server.
@@ -54,11 +73,13 @@ load_seed() {
   local name=$1; shift
   echo "== chat-load seed-$name: $*"
   start_seed "$seed_port" "bench_seed_$name" "$work/seed-$name.log"
-  target/release/chat-load --http "http://127.0.0.1:${seed_port}" --ws "ws://127.0.0.1:${seed_port}/socket.io/" \
-    --duration 300 --json "$out/load-seed-$name.json" "$@" || echo "chat-load seed-$name reported loss, duplicates, reordering or errors"
+  measured "seed-$name" "$seed_port" "$seed_pid" "$@"
   stop_seed
 }
-both() { load "$@"; load_seed "$@"; }
+both() {
+  if [ -n "${BENCH_RUNS:-}" ] && [[ " $BENCH_RUNS " != *" $1 "* ]]; then return; fi
+  load "$@"; load_seed "$@"
+}
 both 100-paced --users 100 --messages 50 --rate 5
 both 100-flat --users 100 --messages 50
 both 200x20 --users 200 --messages 20
@@ -69,10 +90,14 @@ both 1000-flat --users 1000 --messages 20
 
 echo "== MongoDB round trips per delivered message"
 MESSAGES=300 target/release/bench-roundtrips | tee "$out/roundtrips.json"
+echo "== the same with an AWS-like 15 ms on every @connections post"
+POST_LATENCY_MS=15 MESSAGES=300 target/release/bench-roundtrips | tee "$out/roundtrips-15ms.json"
 
-echo "== cold starts"
-MONGO_DB=bench_coldstart target/release/migrate up > /dev/null
-target/release/bench-coldstart --bin-dir target/release --runs 9 --json "$out/coldstart.json"
+if [ -z "${BENCH_RUNS:-}" ]; then
+  echo "== cold starts"
+  MONGO_DB=bench_coldstart target/release/migrate up > /dev/null
+  target/release/bench-coldstart --bin-dir target/release --runs 9 --json "$out/coldstart.json"
+fi
 
 python3 scripts/bench_report.py "$out" > BENCHMARKS.md
 echo "wrote BENCHMARKS.md"

@@ -38,17 +38,23 @@ print("## Load: chat-load against the local gateway\n")
 print("`chat-load` logs every user in over REST, connects each with the Socket.IO protocol (websocket, `auth: {token}`), pairs them into conversations and sends `send_message`; latency is from the sender's emit to the recipient's `message`.\n")
 RUNS = ["100-paced", "100-flat", "200x20", "1000-light", "1000x10", "1000-paced", "1000-flat"]
 print("Each run goes against this project (`ours`: the local gateway with the functions) and against the seed's own stack (`seed`: `bench/seed/app.py`, FastAPI + python-socketio + motor under uvicorn with one worker, the seed README's design), on the same database server, with the same `chat-load` settings.\n")
-print("| run | stack | connections | messages | rate per user | connect all | delivered/s | p50 ms | p90 ms | p99 ms | max ms | lost | dup | reordered | errors |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+print("| run | stack | connections | messages | rate per user | connect all | delivered/s | p50 ms | p90 ms | p99 ms | max ms | lost | dup | reordered | errors | busy, retried | server CPU ms/msg | database CPU ms/msg |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for name in RUNS:
-    for stack, prefix in [("ours", "load-"), ("seed", "load-seed-")]:
-        r = load(f"{prefix}{name}.json")
+    for stack, prefix in [("ours", ""), ("seed", "seed-")]:
+        r = load(f"load-{prefix}{name}.json")
         if not r:
-            print(f"| {name} | {stack} | (not run) |||||||||||||")
+            print(f"| {name} | {stack} | (not run) ||||||||||||||||")
             continue
         l = r["latency"]
         rate = f"{r['target_rate_per_user']}/s" if r["target_rate_per_user"] else "flat out"
-        print(f"| {name} | {stack} | {r['connections']} | {r['sent']} | {rate} | {r['connect_all_seconds']:.2f} s | {r['delivered_per_second']:.0f} | {l['p50_ms']:.1f} | {l['p90_ms']:.1f} | {l['p99_ms']:.1f} | {l['max_ms']:.1f} | {r['lost']} | {r['duplicated']} | {r['reordered']} | {r['errors']} |")
+        c = load(f"cpu-{prefix}{name}.json")
+        if c and r["delivered"]:
+            per = 1000.0 / c["ticks_per_second"] / r["delivered"]
+            cpu = f"{c['server_ticks'] * per:.2f} | {c['db_ticks'] * per:.2f}"
+        else:
+            cpu = "| "
+        print(f"| {name} | {stack} | {r['connections']} | {r['sent']} | {rate} | {r['connect_all_seconds']:.2f} s | {r['delivered_per_second']:.0f} | {l['p50_ms']:.1f} | {l['p90_ms']:.1f} | {l['p99_ms']:.1f} | {l['max_ms']:.1f} | {r['lost']} | {r['duplicated']} | {r['reordered']} | {r['errors']} | {r.get('retried', 0)} | {cpu} |")
 print()
 print("Ratios, ours against the seed's stack (goal: at least 3× its messages/s, at most ½ its p99):\n")
 print("| run | delivered/s ours ÷ seed | p99 ours ÷ seed |")
@@ -61,33 +67,85 @@ for name in RUNS:
         print(f"| {name} | (not run) | |")
 print()
 print("Commands: `chat-load --users 100 --messages 50 --rate 5`, `--users 100 --messages 50`, `--users 200 --messages 20`, `--users 1000 --messages 10 --rate 0.2`, `--users 1000 --messages 10`, `--users 1000 --messages 20 --rate 1`, `--users 1000 --messages 20` (each against a fresh database and a fresh server).\n")
-print("Reading the table: the stack delivers about 700–800 messages/s on this machine, the database and the gateway (with the functions in it) each taking about one core. Below that rate, send→receive stays in single-digit milliseconds at the median and about 15–20 ms at p99, with 100 or 1,000 connections; a run that offers more (1,000 users at 1 message/s each, or everyone flat out) queues, and latency becomes waiting time — yet nothing is lost, duplicated or reordered in any run.\n")
+print("Reading the table: CPU is each process's `utime + stime` from `/proc/<pid>/stat` before and after the run, divided by the messages delivered (the server is the local gateway with every function in it, or the seed's uvicorn). `busy, retried` counts sends the server turned away with `busy` (a recipient's inbox stayed held past the wait) that chat-load sent again with the same `client_id`, which the server stores once; they are not errors and nothing was lost. Every process shares the 2 cores, so a run that offers more than the stack can take queues, and latency becomes waiting time.\n")
 
 rt = load("roundtrips.json")
-print("## MongoDB round trips per delivered message\n")
+rt15 = load("roundtrips-15ms.json")
+print("## The work per message\n")
 if rt:
-    print(f"{rt['round_trips_per_delivered_message']:.2f} commands per delivered message over {rt['messages_delivered']} messages (target: at most 2), counted with the driver's command monitoring on the server side of a Socket.IO `send_message` → recipient `message` → sender `delivered`, after warm-up:\n")
+    print(f"{rt['round_trips_per_delivered_message']:.2f} MongoDB commands per delivered message over {rt['messages_delivered']} messages, counted with the driver's command monitoring on the server side of a Socket.IO `send_message` → recipient `message` → sender `delivered`, one message at a time after warm-up (`bench-roundtrips`):\n")
     print("| command | per message |")
     print("|---|---|")
     for k, v in rt["by_command"].items():
         print(f"| {k} | {v:.2f} |")
     print()
-    print("What they are: the `insert` that stores the message (before any push, so nothing is lost), the `find` of the sender's and recipient's live connections (one query for the echo, the delivery and the `delivered` notice), and the conditional `update` that sets `delivered_at` once a push succeeded. The connection record of the sending socket and the recipient's existence are served from the warm process's caches. Reaching 2 would mean marking `delivered_at` before pushing, which a crash between the write and the push would turn into a message marked delivered that no device got; that trade was not taken.\n")
+    print("What they are: the sender's rate-limit bucket (`findAndModify`); the recipient's inbox lease, taken (`findAndModify`) and given back (`update`); the message (`insert`); both conversation summaries (2 `update`); the sender's and recipient's live connections (`find`); the recipient's undelivered messages (`find`); `delivered_at` (`update`); and three recovery-log appends (the recipient's `message`, the sender's echo and the sender's `delivered`), each an `$inc` of the user's counter (`findAndModify`) and one `insert`. Under contention (several sends to one recipient at once) each wait for the inbox lease adds `findAndModify` tries.\n")
+    print("@connections posts per message, one device each: the ack, the echo to the sender, the `message` to the recipient and the `delivered` to the sender (4), all from the one `$default` invocation; the echo and the delivery run concurrently.\n")
+    print("| @connections latency | emit → recipient's `message` p50 / p99 ms | emit → sender's `delivered` p50 / p99 ms |")
+    print("|---|---|---|")
+    for r in [rt, rt15]:
+        if r and "to_recipient_ms" in r:
+            print(f"| {r['post_latency_ms']} ms | {r['to_recipient_ms']['p50']:.1f} / {r['to_recipient_ms']['p99']:.1f} | {r['to_delivered_ms']['p50']:.1f} / {r['to_delivered_ms']['p99']:.1f} |")
+    print()
+    print("The time to the sender's `delivered` is the handler's critical path (it is the last post of the invocation), as a client sees it.\n")
 else:
     print("(not run)\n")
 
+# AWS prices (us-east-1, arm64), from the price list pages aws.amazon.com/api-gateway/pricing
+# and aws.amazon.com/lambda/pricing: WebSocket API $1.00 per million messages (first billion;
+# metered in 32 KB increments) and $0.25 per million connection-minutes; Lambda $0.20 per
+# million requests and $0.0000133334 per GB-second.
+WS_MESSAGE = 1.00 / 1e6
+CONNECTION_MINUTE = 0.25 / 1e6
+LAMBDA_REQUEST = 0.20 / 1e6
+GB_SECOND = 0.0000133334
+MEMORY_GB = 128 / 1024
+POSTS_PER_MESSAGE = 4
+PONG_SECONDS = 0.005
+PING_TIMEOUT_S = 65
+
+print("## The AWS cost per message and per connection\n")
+print("Prices (us-east-1, arm64, from the API Gateway and Lambda price lists): WebSocket API $1.00 per million messages (first billion, metered in 32 KB increments) and $0.25 per million connection-minutes; Lambda $0.20 per million requests and $0.0000133334 per GB-second, at the template's 128 MB. MongoDB is not included (Atlas bills by cluster, not by operation).\n")
+if rt15 and "to_delivered_ms" in rt15:
+    d = rt15["to_delivered_ms"]["p50"] / 1000.0
+    msgs = (1 + POSTS_PER_MESSAGE) * WS_MESSAGE * 1e6
+    req = LAMBDA_REQUEST * 1e6
+    dur = d * MEMORY_GB * GB_SECOND * 1e6
+    print(f"Per million chat messages (one device each): {1 + POSTS_PER_MESSAGE} WebSocket messages each (the `send_message` frame and {POSTS_PER_MESSAGE} @connections posts) ${msgs:.2f}; one `$default` invocation each ${req:.2f}; its duration, {d * 1000:.0f} ms (the p50 to the sender's `delivered` with 15 ms posts, above) at 128 MB, ${dur:.3f}. **Total ${msgs + req + dur:.2f} per million messages**, nearly all of it API Gateway messages: an ack carried by a two-way route's response instead of a post would save $1.00 of it.\n")
+print("Per thousand connection-hours, by Engine.IO ping interval (the scheduler's sweep sends each ping as an @connections post; the pong is a message in and one `$default` invocation, 5 ms assumed; the ping timeout stays 65 s, above the one-minute schedule):\n")
+print("| ping interval | pings per connection-hour | connection-minutes | ping + pong messages | pong invocations | total per 1,000 connection-hours | a dead connection is noticed after at most |")
+print("|---|---|---|---|---|---|---|")
+for interval in [25, 55, 120, 300, 540]:
+    pings = 3600 / interval
+    minutes = 60 * 1000 * CONNECTION_MINUTE
+    messages = 2 * pings * 1000 * WS_MESSAGE
+    invocations = pings * 1000 * (LAMBDA_REQUEST + PONG_SECONDS * MEMORY_GB * GB_SECOND)
+    total = minutes + messages + invocations
+    mark = " (template)" if interval == 55 else ""
+    print(f"| {interval} s{mark} | {pings:.1f} | ${minutes:.3f} | ${messages:.3f} | ${invocations:.4f} | ${total:.3f} | {(interval + PING_TIMEOUT_S) / 60:.1f} min |")
+print()
+print("The trade: the heartbeat is most of a connection's cost, and it falls with the interval, but it is also how both sides notice a connection that died without a close (a phone that lost its network). The client notices after the interval plus the timeout and reconnects; the server notices after the same time and stops posting to it, so messages wait as undelivered for the next connection instead of being posted into a connection nobody reads (API Gateway accepts posts to such a connection until its own idle timeout). API Gateway closes a connection idle for 10 minutes, and a ping and its pong are traffic, so any interval under 10 minutes minus the timeout keeps a healthy connection open. 540 s is the cheapest that does (about a fifth of the template's cost per connection-hour), at the price of up to 10 minutes of messages posted to a dead phone (recovered on reconnect by a client that sends its offset, such as socket.io-client; not by python-socketio). The template keeps 55 s: two minutes at most of that, for $0.16 per thousand connection-hours.\n")
+
 cs = load("coldstart.json")
 print("## Cold start and binary size per function\n")
-print("Cold start: process start to the first response served, running the release binary (x86_64, this machine) against a minimal Lambda runtime API on loopback, with a representative first event (median of 9 runs; first database connection included where the event needs the database). Size: the same x86_64 release binary; `make package` prints the arm64 `bootstrap` sizes that deploy (targets: cold start ≤ 25 ms, bootstrap ≤ 8 MB).\n")
-arm = {}
-for f in Path("target/lambda").glob("*/bootstrap"):
-    arm[f.parent.name] = f.stat().st_size
-print("Reading the table: a function that answers without the database starts in under 10 ms; the first database round trip (connection setup to the server) adds about 7 ms. `http-request-otp` and `http-verify` also pay, on their first request, for loading the `phonenumber` crate's metadata of every region (about 120 ms): the price of validating numbers worldwide with libphonenumber's rules rather than a regex. The arm64 bootstraps are about 7–7.6 MB, and 8.7–8.8 MB for the two functions that carry `phonenumber`'s metadata (built at `opt-level = 3` for its load time): the MongoDB driver (with its DNS resolver, needed for `mongodb+srv://` Atlas URIs), rustls, two AWS SDK clients and the Lambda runtime make up the rest. The AWS SDK is built on rustls with ring (which the driver already links) instead of its default aws-lc, so one crypto library ships, not two.\n")
-print("| function | cold start median ms | runs min–max ms | x86_64 binary MB | arm64 bootstrap MB |")
-print("|---|---|---|---|---|")
-if cs:
-    for row in cs:
-        runs = row["runs_ms"]
-        a = arm.get(row["function"])
-        print(f"| {row['function']} | {row['median_ms']:.1f} | {min(runs):.0f}–{max(runs):.0f} | {row['binary_bytes'] / 1048576:.2f} | {a / 1048576:.2f} |" if a else f"| {row['function']} | {row['median_ms']:.1f} | {min(runs):.0f}–{max(runs):.0f} | {row['binary_bytes'] / 1048576:.2f} | (run `make package`) |")
-print()
+if not cs:
+    print("Not measured in this run (`BENCH_RUNS` skips the cold starts); the last figures are in the notes below.\n")
+else:
+    print("Cold start: process start to the first response served, running the release binary (x86_64, this machine) against a minimal Lambda runtime API on loopback, with a representative first event (median of 9 runs; first database connection included where the event needs the database). Size: the same x86_64 release binary; `make package` prints the arm64 `bootstrap` sizes that deploy (targets: cold start ≤ 25 ms, bootstrap ≤ 8 MB).\n")
+    arm = {}
+    for f in Path("target/lambda").glob("*/bootstrap"):
+        arm[f.parent.name] = f.stat().st_size
+    print("Reading the table: a function that answers without the database starts in under 10 ms; the first database round trip (connection setup to the server) adds about 7 ms. `http-request-otp` and `http-verify` also pay, on their first request, for loading the `phonenumber` crate's metadata of every region (about 120 ms): the price of validating numbers worldwide with libphonenumber's rules rather than a regex. The arm64 bootstraps are about 7–7.6 MB, and 8.7–8.8 MB for the two functions that carry `phonenumber`'s metadata (built at `opt-level = 3` for its load time): the MongoDB driver (with its DNS resolver, needed for `mongodb+srv://` Atlas URIs), rustls, two AWS SDK clients and the Lambda runtime make up the rest. The AWS SDK is built on rustls with ring (which the driver already links) instead of its default aws-lc, so one crypto library ships, not two.\n")
+    print("| function | cold start median ms | runs min–max ms | x86_64 binary MB | arm64 bootstrap MB |")
+    print("|---|---|---|---|---|")
+    if cs:
+        for row in cs:
+            runs = row["runs_ms"]
+            a = arm.get(row["function"])
+            print(f"| {row['function']} | {row['median_ms']:.1f} | {min(runs):.0f}–{max(runs):.0f} | {row['binary_bytes'] / 1048576:.2f} | {a / 1048576:.2f} |" if a else f"| {row['function']} | {row['median_ms']:.1f} | {min(runs):.0f}–{max(runs):.0f} | {row['binary_bytes'] / 1048576:.2f} | (run `make package`) |")
+    print()
+
+# Hand-written analysis (profiles, history of the figures), kept across regenerations.
+notes = Path("bench/NOTES.md")
+if notes.exists():
+    print(notes.read_text())
