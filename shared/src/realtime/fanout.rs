@@ -242,7 +242,7 @@ impl Inbox {
             if taken == 0 {
                 break;
             }
-            let marked = mark_delivered(app, &batch[..taken]).await?;
+            let marked = record_delivered(app, &batch[..taken]).await?;
             delivered.extend(marked);
             if taken < batch.len() || cut < pending.len() || !full_page {
                 break;
@@ -391,10 +391,38 @@ pub async fn go_live(
     Ok(true)
 }
 
+/// How long a delivery keeps trying to record what it pushed while the database is away.
+const RECORD_DELIVERED_FOR: Duration = Duration::from_secs(10);
+
+/// [`mark_delivered`], tried again while the database is away (a restart, a failover): the
+/// messages were pushed, and if they stayed undelivered the next delivery would push them a
+/// second time.
+async fn record_delivered(app: &App, batch: &[MessageDoc]) -> Result<Vec<Delivered>> {
+    let deadline = tokio::time::Instant::now() + RECORD_DELIVERED_FOR;
+    let mut pause = Duration::from_millis(100);
+    // One timestamp for every try: a try that was applied but not answered is found again
+    // by it (its messages are then this delivery's).
+    let at = time::now();
+    loop {
+        match mark_delivered(app, batch, at).await {
+            Ok(marked) => return Ok(marked),
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(error = %e, "could not record a delivery; trying again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Sets `delivered_at` on those of `batch` not delivered yet; returns the ones this call
 /// changed (another path, e.g. a `read`, may have got to some first).
-async fn mark_delivered(app: &App, batch: &[MessageDoc]) -> Result<Vec<Delivered>> {
-    let at = time::now();
+async fn mark_delivered(
+    app: &App,
+    batch: &[MessageDoc],
+    at: time::Timestamp,
+) -> Result<Vec<Delivered>> {
     let ids: Vec<bson::oid::ObjectId> = batch.iter().map(|m| m.id).collect();
     let res = app
         .store

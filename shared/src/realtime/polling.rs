@@ -202,9 +202,10 @@ where
     let mut state = state_of(&record);
     for (i, frame) in frames.into_iter().enumerate() {
         if matches!(&frame, Frame::Text(t) if t == "1") {
-            // The client closes: a pending `GET` ends with a noop, the session goes.
+            // The client closes: a pending `GET` ends with a noop (and only that: no close
+            // packet goes back to a client that closed), the session goes.
             let _ = env.app.pusher.enqueue(&id, NOOP.to_owned()).await;
-            runtime::close(env, &id).await?;
+            env.forget(&id).await?;
             break;
         }
         if i > 0 {
