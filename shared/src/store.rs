@@ -381,7 +381,8 @@ impl Store {
 
     /// Takes the lease `key` for `ttl`, waiting up to `wait` while another holder has it
     /// (polling with a backoff from 2 ms up to [`MAX_LEASE_POLL`]). A
-    /// holder that dies loses the lease when `ttl` runs out; a long holder renews it.
+    /// holder that dies loses the lease when `ttl` runs out; a long holder keeps it with
+    /// [`Store::keep_alive`].
     pub async fn acquire(&self, key: &str, ttl: Duration, wait: Duration) -> Result<Lease> {
         let owner = ObjectId::new();
         let started = std::time::Instant::now();
@@ -423,13 +424,9 @@ impl Store {
         }
     }
 
-    /// Extends a lease by its ttl from now; `false` when it was lost (ran out and another
-    /// holder took it), and the work under it must stop.
-    pub async fn renew(&self, lease: &Lease) -> Result<bool> {
-        self.renew_held(&lease.key, lease.owner, lease.ttl).await
-    }
-
-    async fn renew_held(&self, key: &str, owner: ObjectId, ttl: Duration) -> Result<bool> {
+    /// Extends the lease `key` held by `owner` by `ttl` from now; `false` when it was lost
+    /// (ran out and another holder took it), and the work under it must stop.
+    async fn renew(&self, key: &str, owner: ObjectId, ttl: Duration) -> Result<bool> {
         let now = DateTime::now();
         let until = DateTime::from_millis(now.timestamp_millis() + ttl.as_millis() as i64);
         let res = self
@@ -455,7 +452,7 @@ impl Store {
             rt.spawn(async move {
                 loop {
                     tokio::time::sleep(ttl / 4).await;
-                    match store.renew_held(&key, owner, ttl).await {
+                    match store.renew(&key, owner, ttl).await {
                         Ok(true) => {}
                         Ok(false) => {
                             lost.store(true, Ordering::Release);

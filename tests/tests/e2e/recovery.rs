@@ -413,6 +413,14 @@ async fn plain_json_clients_resume_with_pid_and_offset() {
     assert_ne!(welcome["data"]["pid"], pid.as_str());
 }
 
+/// Waits until the connections of session `pid` are gone (its `$disconnect` ran).
+async fn connection_gone(env: &TestEnv, pid: &str) {
+    harness::eventually("the connection is gone", WAIT, || async {
+        harness::count(&env.db, "connections", bson::doc! { "pid": pid }).await == 0
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_client_further_behind_than_the_log_keeps_gets_a_new_session() {
     let env = TestEnv::with(EnvOptions::default().var("RECOVERY_MAX_EVENTS", "3")).await;
@@ -433,10 +441,7 @@ async fn a_client_further_behind_than_the_log_keeps_gets_a_new_session() {
     let (_, _, offset) = next_event(&mut phone).await;
     let offset = offset.unwrap();
     drop(phone);
-    harness::eventually("the connection is gone", WAIT, || async {
-        harness::count(&env.db, "connections", bson::doc! { "pid": &pid }).await == 0
-    })
-    .await;
+    connection_gone(&env, &pid).await;
     let logged_up_to = async |n: i64| {
         harness::eventually("the events are logged", WAIT, || async {
             let head = bson::doc! { "_id": b_id, "seq": { "$gte": offset + n } };
@@ -465,10 +470,7 @@ async fn a_client_further_behind_than_the_log_keeps_gets_a_new_session() {
     }
     assert_eq!(offsets, vec![offset + 1, offset + 2, offset + 3]);
     drop(back);
-    harness::eventually("the connection is gone", WAIT, || async {
-        harness::count(&env.db, "connections", bson::doc! { "pid": &pid }).await == 0
-    })
-    .await;
+    connection_gone(&env, &pid).await;
     // Four behind: further than the log keeps, so a new session and its welcome.
     for typing in [true, false, true, false] {
         emit_acked(
