@@ -222,6 +222,9 @@ pub struct Config {
     /// `SCHEDULER_FUNCTION`: name or ARN of the scheduler function that other functions invoke
     /// asynchronously.
     pub scheduler_function: String,
+    /// `SWEEP_SHARD_MAX` (default 1000): the most connections one sweep invocation looks
+    /// after; beyond that the sweep fans out to shards by asynchronous invoke.
+    pub sweep_shard_max: u64,
     pub ws: WsConfig,
     pub experiments: ExperimentsConfig,
 }
@@ -356,6 +359,7 @@ impl Config {
                 r.u64("EVENTS_WINDOW_SECS", 10)?.max(1),
             ),
             max_connections_per_user: r.u64("MAX_CONNECTIONS_PER_USER", 10)?,
+            sweep_shard_max: r.u64("SWEEP_SHARD_MAX", 1000)?.max(1),
             hash_key,
             allowed_origins: AllowedOrigins::parse(r.opt_string("CORS_ALLOWED_ORIGINS").as_deref()),
             login_limits: LoginLimits {

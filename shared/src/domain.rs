@@ -188,6 +188,89 @@ impl ConnectionId {
 
 const POLLING_PREFIX: &str = "poll.";
 
+/// How many sweep slots connections are spread over (see [`SlotRange`]).
+pub const SLOTS: u32 = 4096;
+
+impl ConnectionId {
+    /// The connection's sweep slot: a hash of its id, stable across processes and releases.
+    pub fn slot(&self) -> u32 {
+        let h = Sha256::digest(self.0.as_bytes());
+        ((u32::from(h[0]) << 8) | u32::from(h[1])) % SLOTS
+    }
+}
+
+/// A range of sweep slots, `lo..hi` within `0..SLOTS`: the share of connections one sweep
+/// invocation handles (each connection record carries its [`ConnectionId::slot`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "RawSlots")]
+pub struct SlotRange {
+    lo: u32,
+    hi: u32,
+}
+
+#[derive(Deserialize)]
+struct RawSlots {
+    lo: u32,
+    hi: u32,
+}
+
+impl TryFrom<RawSlots> for SlotRange {
+    type Error = InputError;
+    fn try_from(r: RawSlots) -> Result<Self, InputError> {
+        Self::new(r.lo, r.hi)
+    }
+}
+
+impl SlotRange {
+    /// Every slot.
+    pub const ALL: SlotRange = SlotRange { lo: 0, hi: SLOTS };
+
+    pub fn new(lo: u32, hi: u32) -> Result<Self, InputError> {
+        if lo < hi && hi <= SLOTS {
+            Ok(Self { lo, hi })
+        } else {
+            Err(InputError::InvalidBody(format!(
+                "slot range {lo}..{hi} is not within 0..{SLOTS}"
+            )))
+        }
+    }
+
+    pub fn lo(&self) -> u32 {
+        self.lo
+    }
+
+    pub fn hi(&self) -> u32 {
+        self.hi
+    }
+
+    pub fn is_all(&self) -> bool {
+        *self == Self::ALL
+    }
+
+    pub fn contains(&self, slot: u32) -> bool {
+        (self.lo..self.hi).contains(&slot)
+    }
+
+    /// `n` contiguous ranges covering this one, as even as slots allow (fewer when there are
+    /// fewer slots than `n`).
+    pub fn split(&self, n: u32) -> Vec<SlotRange> {
+        let width = self.hi - self.lo;
+        let n = n.clamp(1, width);
+        (0..n)
+            .map(|i| SlotRange {
+                lo: self.lo + width * i / n,
+                hi: self.lo + width * (i + 1) / n,
+            })
+            .collect()
+    }
+}
+
+impl fmt::Display for SlotRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}..{}", self.lo, self.hi)
+    }
+}
+
 impl fmt::Display for ConnectionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -531,5 +614,34 @@ mod tests {
         let a = UserId::new();
         let b = UserId::new();
         assert_eq!(conversation_key(&a, &b), conversation_key(&b, &a));
+    }
+
+    #[test]
+    fn slot_ranges_split_evenly_and_are_checked_at_the_edge() {
+        let all = SlotRange::ALL;
+        let parts = all.split(16);
+        assert_eq!(parts.len(), 16);
+        assert_eq!(parts[0].lo(), 0);
+        assert_eq!(parts[15].hi(), SLOTS);
+        for pair in parts.windows(2) {
+            assert_eq!(pair[0].hi(), pair[1].lo(), "contiguous");
+            assert_eq!(pair[0].hi() - pair[0].lo(), SLOTS / 16);
+        }
+        let three = SlotRange::new(10, 13).expect("range");
+        assert_eq!(three.split(2).len(), 2);
+        assert_eq!(three.split(9).len(), 3, "never more ranges than slots");
+        assert!(SlotRange::new(5, 5).is_err());
+        assert!(SlotRange::new(0, SLOTS + 1).is_err());
+        assert!(serde_json::from_str::<SlotRange>(r#"{"lo":3,"hi":2}"#).is_err());
+        let r: SlotRange = serde_json::from_str(r#"{"lo":0,"hi":256}"#).expect("json");
+        assert!(r.contains(255) && !r.contains(256));
+        // Slots are spread: 4,096 connection ids land in many different ones.
+        let slots: std::collections::HashSet<u32> = (0..4096)
+            .map(|i| ConnectionId::parse(&format!("c{i}=")).expect("id").slot())
+            .collect();
+        assert!(slots.len() > 2000, "only {} distinct slots", slots.len());
+        assert!(slots.iter().all(|s| *s < SLOTS));
+        let id = ConnectionId::parse("L0SM9cOFvHcCIhw=").expect("id");
+        assert_eq!(id.slot(), id.clone().slot(), "stable");
     }
 }

@@ -5,7 +5,10 @@
 //!   deliver a message after its latency-illusion delay, end a phantom typing indicator.
 //! - The schedule (EventBridge, every minute in AWS; a timer locally): the sweep pings
 //!   Socket.IO connections, drops silent ones and ones that never sent CONNECT, delivers
-//!   overdue messages to connected recipients, and runs phantom typing.
+//!   overdue messages to connected recipients, and runs phantom typing. Past
+//!   `SWEEP_SHARD_MAX` connections it is sharded: connection records carry a slot (a hash of
+//!   their id), and the sweep hands ranges of slots to asynchronous invocations of itself
+//!   ([`Task::Sweep`]), so no invocation handles more than that many connections.
 
 use std::time::Duration;
 
@@ -16,7 +19,7 @@ use serde_json::Value;
 
 use crate::api::TypingEvent;
 use crate::app::App;
-use crate::domain::UserId;
+use crate::domain::{SlotRange, UserId};
 use crate::error::{Error, InputError, Result, StoreError};
 use crate::realtime::events::ServerEvent;
 use crate::realtime::fanout::{self, Due};
@@ -38,6 +41,8 @@ pub struct Report {
     pub phantoms: usize,
     /// Connections closed because their login session expired.
     pub ended: usize,
+    /// Sweep shards this invocation handed on (asynchronous invokes).
+    pub shards: usize,
 }
 
 /// How late a message must be before the sweep delivers it.
@@ -57,7 +62,7 @@ pub async fn handle(app: &App, payload: Value) -> Result<Report> {
     if payload.get("source").and_then(Value::as_str) == Some("aws.events")
         || payload.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event")
     {
-        return sweep(app).await;
+        return sweep_all(app).await;
     }
     Err(InputError::InvalidBody("not a scheduler task nor a scheduled event".into()).into())
 }
@@ -124,6 +129,7 @@ pub async fn run_task(app: &App, task: Task) -> Result<Report> {
             sleep_until_ms(not_before_ms).await;
             report.delivered = fanout::deliver_pending(app, user, Due::Now).await?;
         }
+        Task::Sweep { slots } => return sweep_or_fan_out(app, slots).await,
         Task::PhantomStop {
             from,
             to,
@@ -142,36 +148,81 @@ pub async fn run_task(app: &App, task: Task) -> Result<Report> {
     Ok(report)
 }
 
-/// The periodic sweep.
-pub async fn sweep(app: &App) -> Result<Report> {
+/// The scheduled sweep: every connection in this invocation while there are at most
+/// `SWEEP_SHARD_MAX`; beyond that, shards of the slot space, one asynchronous invocation
+/// each (see [`sweep_or_fan_out`]).
+pub async fn sweep_all(app: &App) -> Result<Report> {
+    sweep_or_fan_out(app, SlotRange::ALL).await
+}
+
+/// Sweeps the connections in `slots` here if they are at most `SWEEP_SHARD_MAX`, or hands
+/// them to enough shards (a power of two of equal slot ranges, so ranges nest) that each
+/// holds about that many; a shard still too big (slots are hashes, so shares vary) splits
+/// again. So no invocation handles more than the bound, whatever the number of
+/// connections, and the fan-out is one level deep while connections are spread evenly.
+pub async fn sweep_or_fan_out(app: &App, slots: SlotRange) -> Result<Report> {
+    let max = app.config.sweep_shard_max;
+    let count = connections::count_in(app, slots).await?;
+    if count <= max || slots.hi() - slots.lo() < 2 {
+        return sweep(app, slots).await;
+    }
+    let n = u32::try_from(count.div_ceil(max).next_power_of_two()).unwrap_or(u32::MAX);
     let mut report = Report::default();
-    heartbeat(app, &mut report).await?;
-    report.ended += outbox::end_connections(
-        app,
-        doc! { "session_expires_at": { "$lte": time::to_bson(time::now()) } },
-    )
-    .await?;
-    report.delivered += deliver_overdue(app).await?;
-    report.phantoms += phantom_typing(app).await?;
+    for shard in slots.split(n) {
+        match app
+            .invoker
+            .invoke_async(&Task::Sweep { slots: shard })
+            .await
+        {
+            Ok(()) => report.shards += 1,
+            Err(e) => {
+                tracing::warn!(error = %e, %shard, "could not hand a sweep shard on; the next sweep covers it")
+            }
+        }
+    }
+    tracing::debug!(%slots, count, shards = report.shards, "sweep fanned out");
+    Ok(report)
+}
+
+/// Sweeps the connections in `slots`: heartbeats, ended login sessions, overdue messages
+/// and phantom typing for the users this range looks after.
+pub async fn sweep(app: &App, slots: SlotRange) -> Result<Report> {
+    let started = std::time::Instant::now();
+    let mut report = Report::default();
+    heartbeat(app, slots, &mut report).await?;
+    let mut expired = connections::in_slots(slots);
+    expired.insert(
+        "session_expires_at",
+        doc! { "$lte": time::to_bson(time::now()) },
+    );
+    report.ended += outbox::end_connections(app, expired).await?;
+    let users = owned_users(app, slots).await?;
+    report.delivered += deliver_overdue(app, &users).await?;
+    report.phantoms += phantom_typing(app, &users).await?;
     if report != Report::default() {
-        tracing::debug!(?report, "sweep");
+        tracing::debug!(%slots, ?report, elapsed_ms = started.elapsed().as_millis() as u64, "sweep");
     }
     Ok(report)
 }
 
-async fn heartbeat(app: &App, report: &mut Report) -> Result<()> {
+async fn heartbeat(app: &App, slots: SlotRange, report: &mut Report) -> Result<()> {
     // Sweeps may overlap (a schedule does not wait for the previous run): only one at a time
-    // decides who is due a ping, or a client gets two in a row.
+    // decides who in a range is due a ping, or a client gets two in a row.
+    let key = if slots.is_all() {
+        "sweep:heartbeat".to_owned()
+    } else {
+        format!("sweep:heartbeat:{slots}")
+    };
     let lease = match app
         .store
-        .acquire("sweep:heartbeat", Duration::from_secs(10), Duration::ZERO)
+        .acquire(&key, Duration::from_secs(10), Duration::ZERO)
         .await
     {
         Ok(lease) => lease,
         Err(Error::Store(StoreError::LockTimeout(_))) => return Ok(()),
         Err(e) => return Err(e),
     };
-    let beat = runtime::heartbeat(&AppEnv::new(app), &engine_config(app)).await;
+    let beat = runtime::heartbeat(&AppEnv::sweeping(app, slots), &engine_config(app)).await;
     app.store.release(lease, None).await;
     let beat = beat?;
     report.pinged += beat.pinged;
@@ -179,31 +230,70 @@ async fn heartbeat(app: &App, report: &mut Report) -> Result<()> {
     Ok(())
 }
 
+/// A user a sweep looks after, with their live connections.
+struct Owned {
+    user: UserId,
+    conns: Vec<ConnectionDoc>,
+}
+
+/// The users the range `slots` looks after: those with a live connection whose lowest slot
+/// is in it, so a user whose devices are in several shards is swept once.
+async fn owned_users(app: &App, slots: SlotRange) -> Result<Vec<Owned>> {
+    const USERS_PER_QUERY: usize = 500;
+    let mut filter = connections::in_slots(slots);
+    filter.insert("live", true);
+    filter.insert("user_id", doc! { "$ne": bson::Bson::Null });
+    let here: Vec<ConnectionDoc> = app
+        .store
+        .connections
+        .find(filter)
+        .await?
+        .try_collect()
+        .await?;
+    let mut users: Vec<UserId> = here.iter().filter_map(ConnectionDoc::user).collect();
+    users.sort();
+    users.dedup();
+    let conns = if slots.is_all() {
+        here
+    } else {
+        let mut all = Vec::with_capacity(here.len());
+        for page in users.chunks(USERS_PER_QUERY) {
+            all.extend(connections::of_users(app, page).await?);
+        }
+        all
+    };
+    let mut by_user: std::collections::BTreeMap<UserId, Vec<ConnectionDoc>> =
+        std::collections::BTreeMap::new();
+    for c in conns {
+        if let Some(user) = c.user() {
+            by_user.entry(user).or_default().push(c);
+        }
+    }
+    let slot = |c: &ConnectionDoc| c.slot.and_then(|s| u32::try_from(s).ok()).unwrap_or(0);
+    Ok(by_user
+        .into_iter()
+        .filter(|(_, conns)| {
+            conns
+                .iter()
+                .map(slot)
+                .min()
+                .is_some_and(|lowest| slots.contains(lowest))
+        })
+        .map(|(user, conns)| Owned { user, conns })
+        .collect())
+}
+
 /// Undelivered messages whose time has come (with a grace, so deliveries in flight are not
-/// repeated), for recipients who are online: page through every online user (never
-/// starved by offline backlogs, which wait for their recipient's connect), ask which of a
-/// page have overdue messages, and deliver to each; one recipient's failure does not stop
-/// the others.
-async fn deliver_overdue(app: &App) -> Result<usize> {
+/// repeated), for the online users a sweep looks after (never starved by offline backlogs,
+/// which wait for their recipient's connect): ask which of a page have overdue messages,
+/// and deliver to each; one recipient's failure does not stop the others.
+async fn deliver_overdue(app: &App, users: &[Owned]) -> Result<usize> {
     const USERS_PER_PAGE: usize = 500;
     let overdue =
         time::to_bson(time::now() - chrono::TimeDelta::from_std(OVERDUE_GRACE).unwrap_or_default());
-    let mut online: Vec<UserId> = app
-        .store
-        .connections
-        .distinct(
-            "user_id",
-            doc! { "live": true, "user_id": { "$ne": bson::Bson::Null } },
-        )
-        .await?
-        .iter()
-        .filter_map(|v| v.as_object_id().map(UserId::from_object_id))
-        .collect();
-    online.sort();
-    online.dedup();
     let mut delivered = 0;
-    for page in online.chunks(USERS_PER_PAGE) {
-        let ids: Vec<bson::oid::ObjectId> = page.iter().map(UserId::object_id).collect();
+    for page in users.chunks(USERS_PER_PAGE) {
+        let ids: Vec<bson::oid::ObjectId> = page.iter().map(|o| o.user.object_id()).collect();
         let waiting = app
             .store
             .messages
@@ -232,24 +322,15 @@ async fn deliver_overdue(app: &App) -> Result<usize> {
     Ok(delivered)
 }
 
-/// Phantom typing: maybe show each connected user a recent partner typing.
-async fn phantom_typing(app: &App) -> Result<usize> {
+/// Phantom typing: maybe show each user a sweep looks after a recent partner typing.
+async fn phantom_typing(app: &App, users: &[Owned]) -> Result<usize> {
     let x = app.experiments.config();
     if !x.enabled || !x.phantom_typing_enabled {
         return Ok(0);
     }
-    let conns: Vec<ConnectionDoc> = app
-        .store
-        .connections
-        .find(doc! { "user_id": { "$ne": bson::Bson::Null }, "live": true })
-        .await?
-        .try_collect()
-        .await?;
-    let mut users: Vec<UserId> = conns.iter().filter_map(ConnectionDoc::user).collect();
-    users.sort();
-    users.dedup();
     let mut shown = 0;
-    for user in users {
+    for Owned { user, conns } in users {
+        let user = *user;
         let partners = phantom::recent_partners(app, user, 5).await?;
         let mut candidates = Vec::new();
         for p in partners {
@@ -261,15 +342,7 @@ async fn phantom_typing(app: &App) -> Result<usize> {
             continue;
         };
         let start = ServerEvent::Typing(TypingEvent { from, typing: true });
-        let user_conns: Vec<ConnectionDoc> = conns
-            .iter()
-            .filter(|c| c.user() == Some(user))
-            .cloned()
-            .collect();
-        if outbox::push(app, user, &user_conns, &start)
-            .await
-            .is_empty()
-        {
+        if outbox::push(app, user, conns, &start).await.is_empty() {
             continue;
         }
         shown += 1;

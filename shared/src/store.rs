@@ -173,6 +173,11 @@ pub struct ConnectionDoc {
     pub partial: Option<PartialPacket>,
     /// TTL field: API Gateway closes every connection after 2 hours.
     pub expires_at: DateTime,
+    /// Its sweep slot ([`ConnectionId::slot`](crate::domain::ConnectionId::slot)): which
+    /// sweep shard looks after it. Records from before slots have none (the shard with slot
+    /// 0 takes them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<i32>,
     /// The recoverable session (Socket.IO `pid`, JSON `resume`) this connection carries on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid: Option<String>,

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{ConnectionId, UserId};
+use crate::domain::{ConnectionId, SlotRange, UserId};
 
 /// A task handed to the scheduler by asynchronous invoke.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -23,6 +23,9 @@ pub enum Task {
     /// Close a connection once it is established (a second upgrade of a long-polling
     /// session that another WebSocket connection carries already).
     Close { connection_id: ConnectionId },
+    /// Sweep the connections in these slots (one shard of a sweep too big for one
+    /// invocation; it fans out further if it is still too big).
+    Sweep { slots: SlotRange },
     /// End a phantom typing indicator.
     PhantomStop {
         from: UserId,
@@ -52,6 +55,17 @@ mod tests {
             Task::Open {
                 connection_id: ConnectionId::parse("abc=").expect("id")
             }
+        );
+        let sweep: Task =
+            serde_json::from_str(r#"{"task":"sweep","slots":{"lo":0,"hi":512}}"#).expect("sweep");
+        assert_eq!(
+            sweep,
+            Task::Sweep {
+                slots: SlotRange::new(0, 512).expect("range")
+            }
+        );
+        assert!(
+            serde_json::from_str::<Task>(r#"{"task":"sweep","slots":{"lo":9,"hi":9000}}"#).is_err()
         );
         // Ids are parsed at the edge: a task naming a malformed connection is refused.
         assert!(serde_json::from_str::<Task>(r#"{"task":"open","connection_id":"a b"}"#).is_err());

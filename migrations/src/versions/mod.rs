@@ -38,6 +38,7 @@ mod v006_refresh_tokens;
 mod v007_recovery;
 mod v008_polling;
 mod v009_event_log_documents;
+mod v010_sweep_slots;
 
 pub(crate) static ALL: &[Migration] = &[
     Migration {
@@ -84,5 +85,10 @@ pub(crate) static ALL: &[Migration] = &[
         version: 9,
         name: "event_log_documents",
         up: v009_event_log_documents::up,
+    },
+    Migration {
+        version: 10,
+        name: "sweep_slots",
+        up: v010_sweep_slots::up,
     },
 ];

@@ -6,7 +6,7 @@ use bson::doc;
 use futures::TryStreamExt;
 
 use crate::app::App;
-use crate::domain::{Authenticated, ConnectionId, UserId};
+use crate::domain::{Authenticated, ConnectionId, SlotRange, UserId};
 use crate::error::Result;
 use crate::realtime::recovery;
 use crate::store::{ConnectionDoc, NamespaceJoin, PartialPacket, Protocol};
@@ -51,6 +51,7 @@ pub async fn register(
         expires_at: time::to_bson(
             now + chrono::TimeDelta::from_std(MAX_CONNECTION_AGE).unwrap_or_default(),
         ),
+        slot: i32::try_from(id.slot()).ok(),
     };
     app.store
         .connections
@@ -268,18 +269,46 @@ pub async fn of_users(app: &App, users: &[UserId]) -> Result<Vec<ConnectionDoc>>
         .await?)
 }
 
-/// Every connection speaking one of `protocols`.
-pub async fn speaking(app: &App, protocols: &[Protocol]) -> Result<Vec<ConnectionDoc>> {
+/// Every connection speaking one of `protocols`, in the sweep slots `slots`.
+pub async fn speaking(
+    app: &App,
+    protocols: &[Protocol],
+    slots: SlotRange,
+) -> Result<Vec<ConnectionDoc>> {
     let ps: Vec<bson::Bson> = protocols
         .iter()
         .filter_map(|p| bson::to_bson(p).ok())
         .collect();
+    let mut filter = in_slots(slots);
+    filter.insert("protocol", doc! { "$in": ps });
     Ok(app
         .store
         .connections
-        .find(doc! { "protocol": { "$in": ps } })
+        .find(filter)
         .await?
         .try_collect()
+        .await?)
+}
+
+/// The filter for connection records in `slots` (none for all of them). Records from
+/// before slots belong to the range that starts at 0.
+pub fn in_slots(slots: SlotRange) -> bson::Document {
+    let (lo, hi) = (i64::from(slots.lo()), i64::from(slots.hi()));
+    if slots.is_all() {
+        doc! {}
+    } else if lo == 0 {
+        doc! { "$or": [ { "slot": { "$lt": hi } }, { "slot": bson::Bson::Null } ] }
+    } else {
+        doc! { "slot": { "$gte": lo, "$lt": hi } }
+    }
+}
+
+/// How many connection records are in `slots`.
+pub async fn count_in(app: &App, slots: SlotRange) -> Result<u64> {
+    Ok(app
+        .store
+        .connections
+        .count_documents(in_slots(slots))
         .await?)
 }
 

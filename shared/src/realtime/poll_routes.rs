@@ -44,7 +44,7 @@ where
             _ => Method::Other,
         };
         let input = Input::new(&request);
-        let env = AppEnv { app, protocol };
+        let env = AppEnv::with_protocol(app, protocol);
         let reply = polling::serve(
             &env,
             engine,

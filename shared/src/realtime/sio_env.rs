@@ -5,7 +5,7 @@
 use bson::doc;
 
 use crate::app::App;
-use crate::domain::{ConnectionId, UserId};
+use crate::domain::{ConnectionId, SlotRange, UserId};
 use crate::error::{Error, PushError};
 use crate::realtime::{connections, outbox};
 use crate::socketio::runtime::{EngineConfig, Env, Joined, Partial, SendError, SessionState, Sid};
@@ -13,19 +13,34 @@ use crate::store::{ConnectionDoc, NamespaceJoin, PartialPacket, Protocol};
 use crate::task::Task;
 use crate::time;
 
-/// The runtime's world for one invocation: the function's `App`, and the protocol new
-/// connections speak (the chat's Socket.IO, or the conformance server's bare Engine.IO).
+/// The runtime's world for one invocation: the function's `App`, the protocol new
+/// connections speak (the chat's Socket.IO, or the conformance server's bare Engine.IO), and
+/// the sweep slots whose connections the heartbeat looks after (all, unless sharded).
 #[derive(Debug, Clone, Copy)]
 pub struct AppEnv<'a> {
     pub app: &'a App,
     pub protocol: Protocol,
+    pub slots: SlotRange,
 }
 
 impl<'a> AppEnv<'a> {
     pub fn new(app: &'a App) -> Self {
+        Self::with_protocol(app, Protocol::SocketIo)
+    }
+
+    pub fn with_protocol(app: &'a App, protocol: Protocol) -> Self {
         Self {
             app,
-            protocol: Protocol::SocketIo,
+            protocol,
+            slots: SlotRange::ALL,
+        }
+    }
+
+    /// The world of one sweep shard: the heartbeat only sees connections in `slots`.
+    pub fn sweeping(app: &'a App, slots: SlotRange) -> Self {
+        Self {
+            slots,
+            ..Self::new(app)
         }
     }
 }
@@ -177,7 +192,12 @@ impl Env for AppEnv<'_> {
     }
 
     async fn engine_sessions(&self) -> Result<Vec<(ConnectionId, SessionState)>, Error> {
-        let docs = connections::speaking(self.app, &[Protocol::SocketIo, Protocol::Engine]).await?;
+        let docs = connections::speaking(
+            self.app,
+            &[Protocol::SocketIo, Protocol::Engine],
+            self.slots,
+        )
+        .await?;
         Ok(docs
             .iter()
             .filter_map(|d| Some((d.id()?, state_of(d))))

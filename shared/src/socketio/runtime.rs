@@ -285,6 +285,9 @@ pub struct Beat {
     pub dropped: usize,
 }
 
+/// Pings in flight at once in one heartbeat (a sweep shard may ping thousands).
+const PINGS_AT_ONCE: usize = 64;
+
 /// The server's heartbeat: pings every open connection once per interval, closes the ones
 /// silent for longer than interval + timeout, the ones that never got their open packet,
 /// and Socket.IO ones that never joined a namespace within the connect timeout.
@@ -312,18 +315,21 @@ pub async fn heartbeat<E: Env>(env: &E, cfg: &EngineConfig) -> Result<Beat, E::E
             ping.push(id);
         }
     }
-    let sent = futures::future::join_all(ping.iter().map(|id| async move {
-        match env.send(id, codec::ping()).await {
-            Ok(()) => Some(id.clone()),
-            Err(SendError::Gone) => {
-                let _ = env.forget(id).await;
-                None
+    let mut pinged: Vec<ConnectionId> = Vec::with_capacity(ping.len());
+    for chunk in ping.chunks(PINGS_AT_ONCE) {
+        let sent = futures::future::join_all(chunk.iter().map(|id| async move {
+            match env.send(id, codec::ping()).await {
+                Ok(()) => Some(id.clone()),
+                Err(SendError::Gone) => {
+                    let _ = env.forget(id).await;
+                    None
+                }
+                Err(_) => None,
             }
-            Err(_) => None,
-        }
-    }))
-    .await;
-    let pinged: Vec<ConnectionId> = sent.into_iter().flatten().collect();
+        }))
+        .await;
+        pinged.extend(sent.into_iter().flatten());
+    }
     if !pinged.is_empty() {
         env.pinged(&pinged, now).await?;
     }

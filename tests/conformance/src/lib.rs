@@ -74,7 +74,7 @@ async fn connect(
     protocol: Protocol,
 ) -> Result<ApiGatewayProxyResponse> {
     let id = connection_id(&event)?;
-    let env = AppEnv { app, protocol };
+    let env = AppEnv::with_protocol(app, protocol);
     let query = &event.query_string_parameters;
     let (eio, transport, sid) = (
         query.first("EIO"),

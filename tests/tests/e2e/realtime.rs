@@ -195,6 +195,75 @@ async fn heartbeat_keeps_live_clients_and_drops_silent_ones() {
 }
 
 #[tokio::test]
+async fn a_sweep_past_its_bound_is_sharded_and_still_looks_after_everyone() {
+    // At most 2 connections per sweep invocation: 6 connections make the scheduled sweep
+    // hand ranges of slots to shards (asynchronous invokes of itself).
+    let env = TestEnv::with(EnvOptions::default().var("SWEEP_SHARD_MAX", "2")).await;
+    let a = env.api.login(&mobile(114)).await;
+    let b = env.api.login(&mobile(115)).await;
+    let mut socks = Vec::new();
+    for token in [&a.token, &b.token, &a.token, &b.token, &a.token, &b.token] {
+        socks.push(RawSio::login(&env.ws_url(""), token).await.0);
+    }
+    // A message to B whose delivery was lost (due 10 s ago, undelivered): the shard that
+    // looks after B delivers it, once, to each of B's devices.
+    let ten_s_ago = bson::DateTime::from_millis(bson::DateTime::now().timestamp_millis() - 10_000);
+    let (from, to) = (
+        bson::oid::ObjectId::parse_str(&a.user_id).unwrap(),
+        bson::oid::ObjectId::parse_str(&b.user_id).unwrap(),
+    );
+    env.db
+        .collection::<bson::Document>("messages")
+        .insert_one(bson::doc! {
+            "conv": shared::domain::conversation_key(
+                &shared::domain::UserId::from_object_id(from),
+                &shared::domain::UserId::from_object_id(to),
+            ),
+            "from": from, "to": to, "text": "overdue",
+            "created_at": ten_s_ago, "deliver_after": ten_s_ago,
+            "delivered_at": bson::Bson::Null, "read_at": bson::Bson::Null,
+        })
+        .await
+        .unwrap();
+    // Over 4 ping intervals every connection is pinged (and stays: it answers).
+    let watched = futures::future::join_all(socks.iter_mut().map(|s| async move {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(4000);
+        let (mut pings, mut overdue) = (0, 0);
+        loop {
+            match s.ws.next_until(deadline).await {
+                Frame::Text(t) if t == "2" => {
+                    pings += 1;
+                    s.ws.send("3").await;
+                }
+                Frame::Text(t) if t.starts_with("42[\"message\"") && t.contains("overdue") => {
+                    overdue += 1
+                }
+                Frame::Text(_) => {}
+                Frame::Timeout => return (pings, overdue),
+                other => panic!("a swept connection got {other:?}"),
+            }
+        }
+    }))
+    .await;
+    for (i, (pings, overdue)) in watched.iter().enumerate() {
+        assert!(
+            *pings >= 3,
+            "connection {i}: only {pings} pings in 4 intervals"
+        );
+        let expected = if i % 2 == 1 { 1 } else { 0 };
+        assert_eq!(*overdue, expected, "connection {i}: the overdue message");
+    }
+    // The heartbeats ran in shards: leases on ranges of slots, not on the whole sweep.
+    let shards = harness::count(
+        &env.db,
+        "locks",
+        bson::doc! { "_id": { "$regex": "^sweep:heartbeat:[0-9]+\\.\\.[0-9]+$" } },
+    )
+    .await;
+    assert!(shards >= 2, "{shards} shard leases");
+}
+
+#[tokio::test]
 async fn first_ping_waits_a_full_interval() {
     let env = TestEnv::start().await;
     let mut s = RawSio::open(&env.ws_url("")).await;
