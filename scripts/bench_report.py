@@ -126,6 +126,28 @@ for interval in [25, 55, 120, 300, 540]:
 print()
 print("The trade: the heartbeat is most of a connection's cost, and it falls with the interval, but it is also how both sides notice a connection that died without a close (a phone that lost its network). The client notices after the interval plus the timeout and reconnects; the server notices after the same time and stops posting to it, so messages wait as undelivered for the next connection instead of being posted into a connection nobody reads (API Gateway accepts posts to such a connection until its own idle timeout). API Gateway closes a connection idle for 10 minutes, and a ping and its pong are traffic, so any interval under 10 minutes minus the timeout keeps a healthy connection open. 540 s is the cheapest that does (about a fifth of the template's cost per connection-hour), at the price of up to 10 minutes of messages posted to a dead phone (recovered on reconnect by a client that sends its offset, such as socket.io-client; not by python-socketio). The template keeps 55 s: two minutes at most of that, for $0.16 per thousand connection-hours.\n")
 
+sw = load("sweep.json")
+print("## The sharded sweep: 10,000 connections held open\n")
+if not sw:
+    print("Not measured in this run (`BENCH_RUNS` without `sweep10k`).\n")
+else:
+    whole = [r for r in sw["rounds"] if r["whole"]]
+    print(f"`bench-sweep` logs in {sw['users']} users, opens {sw['connections']:,} Socket.IO connections to the local gateway (10 per user, websocket, `auth: {{token}}`; {sw['failed_to_connect']} failed), answers every ping, and watches {sw['observe_s']} s. The gateway runs with the template's ratio of ping interval to schedule (here pingInterval 15 s, a sweep every {sw['schedule_ms'] / 1000:.0f} s) and the default `SWEEP_SHARD_MAX` of 1,000: each scheduled sweep counts the connections and hands 16 ranges of slots to asynchronous invocations of the scheduler, none of which handles more than about 1,000 connections (a range still over the bound splits again).\n")
+    print(f"- Logging in: {sw['login_s']:.1f} s; connecting all: {sw['connect_all_s']:.1f} s.")
+    verdict = "yes" if sw["everyone_pinged_every_whole_round"] else "**no**"
+    print(f"- Closed by the server while the others were still connecting: {sw.get('closed_while_connecting', 0)} (see the notes); watched: {sw.get('watched', sw['connections']):,}.")
+    print(f"- Every watched connection pinged in every whole sweep round: {verdict} ({len(whole)} whole rounds); never pinged: {sw['never_pinged']}; closed while watched: {sw.get('closed_while_watched', 0)}; the longest gap a connection saw between two pings: {sw['max_gap_between_pings_ms'] / 1000:.1f} s (one schedule period is {sw['schedule_ms'] / 1000:.0f} s).")
+    s_kib, d_kib = sw.get("server_kib_per_connection"), sw.get("db_kib_per_connection")
+    if s_kib is not None:
+        print(f"- Memory per connection: {s_kib:.1f} KiB in the gateway process (its WebSocket, buffers and tasks; resident {sw['server_rss_kib'][0] / 1024:.0f} → {sw['server_rss_kib'][1] / 1024:.0f} MiB), {d_kib:.1f} KiB in the database ({sw['db_rss_kib'][0] / 1024:.0f} → {sw['db_rss_kib'][1] / 1024:.0f} MiB, the record and its indexes, with the cache's growth).")
+    print()
+    print("| round | starts at s | connections pinged | pings | wave ms (first to last ping) | whole |")
+    print("|---|---|---|---|---|---|")
+    for i, r in enumerate(sw["rounds"]):
+        print(f"| {i + 1} | {r['at_ms'] / 1000:.1f} | {r['pinged']:,} | {r['pings']:,} | {r['wave_ms']:,} | {'yes' if r['whole'] else 'no (cut by the watch)'} |")
+    print()
+    print("The wave is the sweep's time as clients see it: from the first ping of a round to the last, the fan-out and every shard included (the shards run concurrently). In AWS each shard is its own invocation, so a shard's duration, not the whole sweep's, is what meets Lambda's timeout and memory; here they share the 2 cores with the database and the 10,000 clients.\n")
+
 cs = load("coldstart.json")
 print("## Cold start and binary size per function\n")
 if not cs:

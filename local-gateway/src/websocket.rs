@@ -109,6 +109,9 @@ impl Registry {
     }
 }
 
+/// Each connection's read buffer.
+const READ_BUFFER: usize = 8 * 1024;
+
 /// AWS's idle and lifetime limits (tests shorten them).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -192,6 +195,9 @@ pub(crate) async fn upgrade(
     }
     ws.max_frame_size(API_GATEWAY_MAX_FRAME)
         .max_message_size(API_GATEWAY_MAX_MESSAGE)
+        // Chat frames are small: a 128 KiB read buffer per connection (the default) made
+        // 10,000 connections cost 1.5 GB; a larger frame still grows the buffer as needed.
+        .read_buffer_size(READ_BUFFER)
         .on_failed_upgrade({
             let shared = shared.clone();
             let id = meta.id.clone();

@@ -48,6 +48,19 @@ fn http_event(method: &str, path: &str, route: &str, body: Option<Value>) -> Val
     })
 }
 
+/// [`http_event`] with a query string (`a=1&b=2`), as API Gateway parses it too.
+fn http_event_with_query(method: &str, path: &str, route: &str, query: &str) -> Value {
+    let mut ev = http_event(method, path, route, None);
+    ev["rawQueryString"] = json!(query);
+    ev["queryStringParameters"] = query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_owned(), json!(v)))
+        .collect::<serde_json::Map<String, Value>>()
+        .into();
+    ev
+}
+
 fn ws_event(route: &str, event_type: &str, body: Option<&str>) -> Value {
     json!({
         "requestContext": {
@@ -110,6 +123,61 @@ fn events() -> Vec<(&'static str, Value)> {
                 "/chat/messages/6b0829c75d6f831f1c4f2715",
                 "GET /chat/messages/{other_id}",
                 None,
+            ),
+        ),
+        (
+            "http-refresh",
+            http_event(
+                "POST",
+                "/users/auth/refresh",
+                "POST /users/auth/refresh",
+                Some(json!({ "refresh_token": "x" })),
+            ),
+        ),
+        (
+            "http-logout-all",
+            http_event(
+                "POST",
+                "/users/auth/logout_all",
+                "POST /users/auth/logout_all",
+                None,
+            ),
+        ),
+        (
+            "http-list-conversations",
+            http_event(
+                "GET",
+                "/chat/conversations",
+                "GET /chat/conversations",
+                None,
+            ),
+        ),
+        (
+            "http-start-conversation",
+            http_event(
+                "POST",
+                "/chat/conversations",
+                "POST /chat/conversations",
+                Some(json!({ "mobile": "+14155552671" })),
+            ),
+        ),
+        // A long-polling handshake: the session is stored, the open packet answered.
+        (
+            "http-eio-poll",
+            http_event_with_query(
+                "GET",
+                "/socket.io",
+                "GET /socket.io",
+                "EIO=4&transport=polling",
+            ),
+        ),
+        (
+            "http-eio-post",
+            http_event_with_query(
+                "POST",
+                "/socket.io",
+                "ANY /socket.io",
+                "EIO=4&transport=polling&sid=BenchSid",
             ),
         ),
         ("ws-connect", ws_event("$connect", "CONNECT", None)),

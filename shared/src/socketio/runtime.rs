@@ -301,7 +301,7 @@ pub async fn heartbeat<E: Env>(env: &E, cfg: &EngineConfig) -> Result<Beat, E::E
         if !s.opened {
             // The open task owns a connection until the open packet went out.
             if now - s.connected_at_ms > (cfg.establish_wait.as_millis() as i64) * 2 {
-                drop.push(id);
+                drop.push((id, "its open packet never went out"));
             }
             continue;
         }
@@ -310,7 +310,14 @@ pub async fn heartbeat<E: Env>(env: &E, cfg: &EngineConfig) -> Result<Beat, E::E
             && !s.joined_once
             && now - s.connected_at_ms > cfg.connect_timeout.as_millis() as i64;
         if silent || never_connected {
-            drop.push(id);
+            drop.push((
+                id,
+                if silent {
+                    "silent"
+                } else {
+                    "never sent CONNECT"
+                },
+            ));
         } else if !s.long_polling && s.last_ping_ms.is_none_or(|p| now - p >= interval) {
             ping.push(id);
         }
@@ -333,8 +340,8 @@ pub async fn heartbeat<E: Env>(env: &E, cfg: &EngineConfig) -> Result<Beat, E::E
     if !pinged.is_empty() {
         env.pinged(&pinged, now).await?;
     }
-    for id in &drop {
-        tracing::info!(connection = %id, "dropping a silent connection");
+    for (id, why) in &drop {
+        tracing::info!(connection = %id, why, "dropping a connection");
         let _ = env.close(id).await;
         env.forget(id).await?;
     }
