@@ -7,7 +7,9 @@
 //!   took from first to last (the sweep's time, fan-out included, as clients see it);
 //! - whether every connection open when the watch began was pinged in every whole round,
 //!   the longest gap a connection saw between two pings, and connections closed on the way
-//!   (while the others were still connecting, and while watched);
+//!   (while the others were still connecting, and while watched), by the server or by this
+//!   client giving up on it as a stock client does (no ping for `pingInterval +
+//!   pingTimeout`);
 //! - the server's and the database's resident memory before and after the connections
 //!   (`--server-pid`, `--db-pid`), per connection.
 
@@ -71,6 +73,9 @@ struct Seen {
     closed: bool,
     /// Closed before the watch began (while the others were still connecting).
     closed_early: bool,
+    /// Closed by this client: no ping for `pingInterval + pingTimeout`, which is when a
+    /// stock client gives up on the server.
+    gave_up: bool,
 }
 
 /// When the watch began (set once every connection is open) and whether it is over.
@@ -83,11 +88,21 @@ struct Watch {
 /// Answers pings from the moment the connection is open (a connection left unanswered
 /// while the others connect would be dropped as silent), recording those after the watch
 /// began, until the watch is over.
-async fn hold(mut s: Socket, watch: Arc<Watch>) -> Seen {
+async fn hold(mut s: Socket, opened: Instant, watch: Arc<Watch>) -> Seen {
     let mut seen = Seen::default();
+    let ms = |key: &str| s.open[key].as_u64().unwrap_or(25_000);
+    let give_up_after = Duration::from_millis(ms("pingInterval") + ms("pingTimeout"));
+    let mut last_ping = opened;
     loop {
+        if last_ping.elapsed() > give_up_after {
+            seen.gave_up = true;
+            seen.closed = true;
+            seen.closed_early = watch.from.get().is_none();
+            return seen;
+        }
         match s.ws.next(Duration::from_millis(250)).await {
             Frame::Text(t) if t == "2" => {
+                last_ping = Instant::now();
                 if let Some(from) = watch.from.get() {
                     seen.pings.push(from.elapsed().as_millis() as u64);
                 }
@@ -141,8 +156,9 @@ async fn main() -> anyhow::Result<()> {
         .map(|token| {
             let (url, watch) = (args.ws.clone(), watch.clone());
             async move {
+                let opened = Instant::now();
                 let s = Socket::join(&url, &token, Duration::from_secs(60)).await?;
-                Ok(tokio::spawn(hold(s, watch)))
+                Ok(tokio::spawn(hold(s, opened, watch)))
             }
         })
         .buffer_unordered(args.concurrency.max(1))
@@ -176,6 +192,7 @@ async fn main() -> anyhow::Result<()> {
             pings: Vec::new(),
             closed: true,
             closed_early: false,
+            gave_up: false,
         }));
     }
 
@@ -239,6 +256,7 @@ async fn main() -> anyhow::Result<()> {
         .filter(|s| s.pings.is_empty() && !s.closed_early)
         .count();
     let closed = seen.iter().filter(|s| s.closed && !s.closed_early).count();
+    let gave_up = seen.iter().filter(|s| s.gave_up).count();
     let per_conn = |a: Option<u64>, b: Option<u64>| match (a, b) {
         (Some(a), Some(b)) if n > 0 => json!((b.saturating_sub(a) as f64) / n as f64),
         _ => serde_json::Value::Null,
@@ -259,6 +277,7 @@ async fn main() -> anyhow::Result<()> {
         "max_gap_between_pings_ms": max_gap,
         "never_pinged": never_pinged,
         "closed_while_watched": closed,
+        "gave_up_waiting_for_a_ping": gave_up,
         "server_rss_kib": [server0, server1],
         "db_rss_kib": [db0, db1],
         "server_kib_per_connection": per_conn(server0, server1),

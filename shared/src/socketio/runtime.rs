@@ -288,13 +288,17 @@ pub struct Beat {
 /// Pings in flight at once in one heartbeat (a sweep shard may ping thousands).
 const PINGS_AT_ONCE: usize = 64;
 
-/// The server's heartbeat: pings every open connection once per interval, closes the ones
-/// silent for longer than interval + timeout, the ones that never got their open packet,
-/// and Socket.IO ones that never joined a namespace within the connect timeout.
+/// The server's heartbeat: pings every open connection once per interval (once it answered
+/// the last ping), closes the ones that left a ping unanswered for the ping timeout (a
+/// long-polling one: silent for interval + timeout), the ones that never got their open
+/// packet, and Socket.IO ones that never joined a namespace within the connect timeout.
 pub async fn heartbeat<E: Env>(env: &E, cfg: &EngineConfig) -> Result<Beat, E::Error> {
     let now = env.now_ms();
     let silent_limit = (cfg.ping_interval + cfg.ping_timeout).as_millis() as i64;
     let interval = cfg.ping_interval.as_millis() as i64;
+    // A pong is recorded with the clock of the instance that took it, a ping with the
+    // sweep's: a pong up to this much "before" its ping still answers it.
+    let slack = (interval / 4).min(1000);
     let mut drop = Vec::new();
     let mut ping = Vec::new();
     for (id, s) in env.engine_sessions().await? {
@@ -305,20 +309,31 @@ pub async fn heartbeat<E: Env>(env: &E, cfg: &EngineConfig) -> Result<Beat, E::E
             }
             continue;
         }
-        let silent = now - s.last_seen_ms > silent_limit;
+        // Engine.IO's rule: a ping unanswered for `pingTimeout` ends the session. Silence
+        // alone does not: a server slow to ping (a sweep delayed under load) must not drop
+        // the clients it failed to ping; a client left without pings for `pingInterval +
+        // pingTimeout` gives up by itself, as stock clients do. A long-polling session is
+        // pinged by its own pending `GET`, so it is silent when it stops polling.
+        let awaiting = s.last_ping_ms.is_some_and(|p| s.last_seen_ms + slack < p);
+        let silent = if s.long_polling {
+            now - s.last_seen_ms > silent_limit
+        } else {
+            awaiting
+                && s.last_ping_ms
+                    .is_some_and(|p| now - p > cfg.ping_timeout.as_millis() as i64)
+        };
         let never_connected = s.socket_io
             && !s.joined_once
             && now - s.connected_at_ms > cfg.connect_timeout.as_millis() as i64;
         if silent || never_connected {
-            drop.push((
-                id,
-                if silent {
-                    "silent"
-                } else {
-                    "never sent CONNECT"
-                },
-            ));
-        } else if !s.long_polling && s.last_ping_ms.is_none_or(|p| now - p >= interval) {
+            let why = if silent {
+                "silent"
+            } else {
+                "never sent CONNECT"
+            };
+            drop.push((id, why));
+        } else if !s.long_polling && !awaiting && s.last_ping_ms.is_none_or(|p| now - p >= interval)
+        {
             ping.push(id);
         }
     }
@@ -331,7 +346,10 @@ pub async fn heartbeat<E: Env>(env: &E, cfg: &EngineConfig) -> Result<Beat, E::E
                     let _ = env.forget(id).await;
                     None
                 }
-                Err(_) => None,
+                Err(e) => {
+                    tracing::warn!(connection = %id, error = %e, "could not ping; the next sweep tries again");
+                    None
+                }
             }
         }))
         .await;

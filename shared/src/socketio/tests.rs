@@ -257,6 +257,37 @@ async fn heartbeat_pings_each_interval_and_drops_the_silent() {
 }
 
 #[tokio::test]
+async fn a_late_heartbeat_pings_instead_of_dropping_and_waits_for_the_answer() {
+    let env = MemoryEnv::new(0);
+    let c = id(1);
+    opened(&env, &c).await;
+    text(&env, &SUITE, &c, "40").await;
+    env.take(&c);
+    // No heartbeat for far longer than interval + timeout: the server's delay, not the
+    // client's silence.
+    env.advance(5_000);
+    let beat = runtime::heartbeat(&env, &CFG).await.unwrap();
+    assert_eq!((beat.pinged, beat.dropped), (1, 0));
+    assert_eq!(texts(env.take(&c)), vec!["2"]);
+    // Unanswered yet: not pinged again while the answer may still come.
+    env.advance(150);
+    assert_eq!(
+        runtime::heartbeat(&env, &CFG).await.unwrap(),
+        Beat::default()
+    );
+    assert!(env.take(&c).is_empty());
+    // Answered: pinged again once the interval has passed.
+    text(&env, &SUITE, &c, "3").await;
+    env.advance(300);
+    assert_eq!(runtime::heartbeat(&env, &CFG).await.unwrap().pinged, 1);
+    assert_eq!(texts(env.take(&c)), vec!["2"]);
+    // Left unanswered past the ping timeout: the session ends.
+    env.advance(250);
+    assert_eq!(runtime::heartbeat(&env, &CFG).await.unwrap().dropped, 1);
+    assert!(env.session(&c).is_none());
+}
+
+#[tokio::test]
 async fn the_connect_timeout_applies_only_before_the_first_connect() {
     let env = MemoryEnv::new(0);
     let (joined, never) = (id(1), id(2));
