@@ -92,13 +92,13 @@ both 1000-flat --users 1000 --messages 20
 if [ -z "${BENCH_RUNS:-}" ] || [[ " $BENCH_RUNS " == *" sweep10k "* ]]; then
   echo "== 10,000 connections held open: the sharded sweep"
   MONGO_DB=bench_sweep RUN_MIGRATIONS=1 CHAT_EXPERIMENTS=off PORT="$gw_port" RUST_LOG=warn \
-    PING_INTERVAL_MS=15000 PING_TIMEOUT_MS=20000 SCHEDULE_EVERY_MS=20000 \
+    PING_INTERVAL_MS=15000 PING_TIMEOUT_MS=30000 SCHEDULE_EVERY_MS=20000 \
     OTP_REQUESTS_PER_IP=1000000 VERIFY_ATTEMPTS_PER_IP=1000000 \
     target/release/local-gateway > "$work/gw-sweep.log" 2>&1 &
   gw_pid=$!
   for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:${gw_port}/" && break; sleep 0.1; done
   target/release/bench-sweep --http "http://127.0.0.1:${gw_port}" --ws "ws://127.0.0.1:${gw_port}/socket.io/" \
-    --connections 10000 --per-user 10 --schedule-ms 20000 --observe-secs 70 \
+    --connections 10000 --per-user 10 --concurrency 16 --schedule-ms 20000 --observe-secs 70 \
     --server-pid "$gw_pid" --db-pid "$db_pid" --json "$out/sweep.json" || echo "bench-sweep: not every connection was kept"
   stop_gateway
 fi

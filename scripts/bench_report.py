@@ -102,7 +102,7 @@ GB_SECOND = 0.0000133334
 MEMORY_GB = 128 / 1024
 POSTS_PER_MESSAGE = 4
 PONG_SECONDS = 0.005
-PING_TIMEOUT_S = 65
+PING_TIMEOUT_S = 90
 
 print("## The AWS cost per message and per connection\n")
 print("Prices (us-east-1, arm64, from the API Gateway and Lambda price lists): WebSocket API $1.00 per million messages (first billion, metered in 32 KB increments) and $0.25 per million connection-minutes; Lambda $0.20 per million requests and $0.0000133334 per GB-second, at the template's 128 MB. MongoDB is not included (Atlas bills by cluster, not by operation).\n")
@@ -112,7 +112,7 @@ if rt15 and "to_delivered_ms" in rt15:
     req = LAMBDA_REQUEST * 1e6
     dur = d * MEMORY_GB * GB_SECOND * 1e6
     print(f"Per million chat messages (one device each): {1 + POSTS_PER_MESSAGE} WebSocket messages each (the `send_message` frame and {POSTS_PER_MESSAGE} @connections posts) ${msgs:.2f}; one `$default` invocation each ${req:.2f}; its duration, {d * 1000:.0f} ms (the p50 to the sender's `delivered` with 15 ms posts, above) at 128 MB, ${dur:.3f}. **Total ${msgs + req + dur:.2f} per million messages**, nearly all of it API Gateway messages: an ack carried by a two-way route's response instead of a post would save $1.00 of it.\n")
-print("Per thousand connection-hours, by Engine.IO ping interval (the scheduler's sweep sends each ping as an @connections post; the pong is a message in and one `$default` invocation, 5 ms assumed; the ping timeout stays 65 s, above the one-minute schedule):\n")
+print("Per thousand connection-hours, by Engine.IO ping interval (the scheduler's sweep sends each ping as an @connections post; the pong is a message in and one `$default` invocation, 5 ms assumed; the ping timeout stays 90 s, more than the one-minute schedule plus a sweep's time, since a new connection's first ping can come up to the interval plus one schedule period after its open packet):\n")
 print("| ping interval | pings per connection-hour | connection-minutes | ping + pong messages | pong invocations | total per 1,000 connection-hours | a dead connection is noticed after at most |")
 print("|---|---|---|---|---|---|---|")
 for interval in [25, 55, 120, 300, 540]:
@@ -124,7 +124,7 @@ for interval in [25, 55, 120, 300, 540]:
     mark = " (template)" if interval == 55 else ""
     print(f"| {interval} s{mark} | {pings:.1f} | ${minutes:.3f} | ${messages:.3f} | ${invocations:.4f} | ${total:.3f} | {(interval + PING_TIMEOUT_S) / 60:.1f} min |")
 print()
-print("The trade: the heartbeat is most of a connection's cost, and it falls with the interval, but it is also how both sides notice a connection that died without a close (a phone that lost its network). The client notices after the interval plus the timeout and reconnects; the server notices after the same time and stops posting to it, so messages wait as undelivered for the next connection instead of being posted into a connection nobody reads (API Gateway accepts posts to such a connection until its own idle timeout). API Gateway closes a connection idle for 10 minutes, and a ping and its pong are traffic, so any interval under 10 minutes minus the timeout keeps a healthy connection open. 540 s is the cheapest that does (about a fifth of the template's cost per connection-hour), at the price of up to 10 minutes of messages posted to a dead phone (recovered on reconnect by a client that sends its offset, such as socket.io-client; not by python-socketio). The template keeps 55 s: two minutes at most of that, for $0.16 per thousand connection-hours.\n")
+print("The trade: the heartbeat is most of a connection's cost, and it falls with the interval, but it is also how both sides notice a connection that died without a close (a phone that lost its network). The client notices after the interval plus the timeout and reconnects; the server notices after the same time and stops posting to it, so messages wait as undelivered for the next connection instead of being posted into a connection nobody reads (API Gateway accepts posts to such a connection until its own idle timeout). API Gateway closes a connection idle for 10 minutes, and a ping and its pong are traffic, so any interval under 10 minutes minus the timeout keeps a healthy connection open. 540 s is the cheapest that does (about a fifth of the template's cost per connection-hour), at the price of up to 10 minutes of messages posted to a dead phone (recovered on reconnect by a client that sends its offset, such as socket.io-client; not by python-socketio). The template keeps 55 s: about two and a half minutes at most of that, for $0.16 per thousand connection-hours.\n")
 
 sw = load("sweep.json")
 print("## The sharded sweep: 10,000 connections held open\n")

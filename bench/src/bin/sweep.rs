@@ -197,7 +197,7 @@ async fn main() -> anyhow::Result<()> {
     }
 
     // Rounds: every ping's arrival, grouped where a gap of half a period or more separates
-    // them. A round is whole when it started after the watch did and ended before it did.
+    // them.
     let mut all: Vec<(u64, usize)> = seen
         .iter()
         .enumerate()
@@ -222,8 +222,10 @@ async fn main() -> anyhow::Result<()> {
             let mut conns: Vec<usize> = r.iter().map(|p| p.1).collect();
             conns.sort_unstable();
             conns.dedup();
-            // The first round may have begun before the watch, the last may run past it.
-            let whole = first >= 1000.min(split) && last + split < observe_ms;
+            // Whole: every connection was due in it (it began a schedule period or more
+            // into the watch, so the round before it was watched too) and it ended before
+            // the watch did.
+            let whole = first >= args.schedule_ms && last + split < observe_ms;
             json!({
                 "at_ms": first,
                 "wave_ms": last - first,
