@@ -132,7 +132,7 @@ if not sw:
     print("Not measured in this run (`BENCH_RUNS` without `sweep10k`).\n")
 else:
     whole = [r for r in sw["rounds"] if r["whole"]]
-    print(f"`bench-sweep` logs in {sw['users']} users, opens {sw['connections']:,} Socket.IO connections to the local gateway (10 per user, websocket, `auth: {{token}}`; {sw['failed_to_connect']} failed), answers every ping, and watches {sw['observe_s']} s. The gateway runs with the template's ratio of ping interval to schedule (here pingInterval 15 s, a sweep every {sw['schedule_ms'] / 1000:.0f} s) and the default `SWEEP_SHARD_MAX` of 1,000: each scheduled sweep counts the connections and hands 16 ranges of slots to asynchronous invocations of the scheduler, none of which handles more than about 1,000 connections (a range still over the bound splits again).\n")
+    print(f"`bench-sweep` logs in {sw['users']} users, opens {sw['connections']:,} Socket.IO connections to the local gateway (10 per user, websocket, `auth: {{token}}`; {sw['failed_to_connect']} failed), answers every ping, and watches {sw['observe_s']} s. The gateway runs with the template's proportions (here pingInterval 15 s, pingTimeout 30 s, a sweep every {sw['schedule_ms'] / 1000:.0f} s) and the default `SWEEP_SHARD_MAX` of 1,000: each scheduled sweep counts the connections and hands 16 ranges of slots to asynchronous invocations of the scheduler, none of which handles more than about 1,000 connections (a range still over the bound splits again).\n")
     print(f"- Logging in: {sw['login_s']:.1f} s; connecting all: {sw['connect_all_s']:.1f} s.")
     verdict = "yes" if sw["everyone_pinged_every_whole_round"] else "**no**"
     print(f"- Closed while the others were still connecting: {sw.get('closed_while_connecting', 0)}; watched: {sw.get('watched', sw['connections']):,}. Clients that gave up on the server (no ping for pingInterval + pingTimeout, as a stock client does), at any time: {sw.get('gave_up_waiting_for_a_ping', 0)}.")
@@ -144,7 +144,7 @@ else:
     print("| round | starts at s | connections pinged | pings | wave ms (first to last ping) | whole |")
     print("|---|---|---|---|---|---|")
     for i, r in enumerate(sw["rounds"]):
-        print(f"| {i + 1} | {r['at_ms'] / 1000:.1f} | {r['pinged']:,} | {r['pings']:,} | {r['wave_ms']:,} | {'yes' if r['whole'] else 'no (cut by the watch)'} |")
+        print(f"| {i + 1} | {r['at_ms'] / 1000:.1f} | {r['pinged']:,} | {r['pings']:,} | {r['wave_ms']:,} | {'yes' if r['whole'] else 'no (began before every connection was due, or ran past the watch)'} |")
     print()
     print("The wave is the sweep's time as clients see it: from the first ping of a round to the last, the fan-out and every shard included (the shards run concurrently). In AWS each shard is its own invocation, so a shard's duration, not the whole sweep's, is what meets Lambda's timeout and memory; here they share the 2 cores with the database and the 10,000 clients.\n")
 

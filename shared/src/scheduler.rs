@@ -13,7 +13,6 @@
 use std::time::Duration;
 
 use bson::doc;
-use futures::TryStreamExt;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -243,13 +242,7 @@ async fn owned_users(app: &App, slots: SlotRange) -> Result<Vec<Owned>> {
     let mut filter = connections::in_slots(slots);
     filter.insert("live", true);
     filter.insert("user_id", doc! { "$ne": bson::Bson::Null });
-    let here: Vec<ConnectionDoc> = app
-        .store
-        .connections
-        .find(filter)
-        .await?
-        .try_collect()
-        .await?;
+    let here = connections::matching(app, filter).await?;
     let mut users: Vec<UserId> = here.iter().filter_map(ConnectionDoc::user).collect();
     users.sort();
     users.dedup();

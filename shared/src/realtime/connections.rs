@@ -269,6 +269,17 @@ pub async fn of_users(app: &App, users: &[UserId]) -> Result<Vec<ConnectionDoc>>
         .await?)
 }
 
+/// Every connection record matching `filter`.
+pub async fn matching(app: &App, filter: bson::Document) -> Result<Vec<ConnectionDoc>> {
+    Ok(app
+        .store
+        .connections
+        .find(filter)
+        .await?
+        .try_collect()
+        .await?)
+}
+
 /// Every connection speaking one of `protocols`, in the sweep slots `slots`.
 pub async fn speaking(
     app: &App,
@@ -281,13 +292,7 @@ pub async fn speaking(
         .collect();
     let mut filter = in_slots(slots);
     filter.insert("protocol", doc! { "$in": ps });
-    Ok(app
-        .store
-        .connections
-        .find(filter)
-        .await?
-        .try_collect()
-        .await?)
+    matching(app, filter).await
 }
 
 /// The filter for connection records in `slots` (none for all of them). Records from

@@ -146,14 +146,7 @@ pub async fn post_logged(
 /// plain-JSON client a `system` error `unauthorized`; then the connection is closed and its
 /// record removed. Returns how many were ended.
 pub async fn end_connections(app: &App, filter: bson::Document) -> Result<usize> {
-    use futures::TryStreamExt;
-    let conns: Vec<ConnectionDoc> = app
-        .store
-        .connections
-        .find(filter)
-        .await?
-        .try_collect()
-        .await?;
+    let conns = connections::matching(app, filter).await?;
     let ended = join_all(conns.iter().filter_map(|c| c.id().map(|id| (c, id))).map(
         |(c, id)| async move {
             end_connection(app, &id, c.protocol).await;
