@@ -260,13 +260,7 @@ pub async fn of_users(app: &App, users: &[UserId]) -> Result<Vec<ConnectionDoc>>
         [one] => doc! { "user_id": one, "live": true },
         _ => doc! { "user_id": { "$in": ids }, "live": true },
     };
-    Ok(app
-        .store
-        .connections
-        .find(filter)
-        .await?
-        .try_collect()
-        .await?)
+    matching(app, filter).await
 }
 
 /// Every connection record matching `filter`.
