@@ -221,7 +221,10 @@ async fn heartbeat(app: &App, slots: SlotRange, report: &mut Report) -> Result<(
         Err(Error::Store(StoreError::LockTimeout(_))) => return Ok(()),
         Err(e) => return Err(e),
     };
+    // A shard slowed past the lease's ttl (a loaded database) keeps it while it runs.
+    let keep = app.store.keep_alive(&lease);
     let beat = runtime::heartbeat(&AppEnv::sweeping(app, slots), &engine_config(app)).await;
+    drop(keep);
     app.store.release(lease, None).await;
     let beat = beat?;
     report.pinged += beat.pinged;
