@@ -22,12 +22,15 @@ use crate::api::{
 };
 use crate::app::App;
 use crate::domain::{MessageId, Mobile, UserId};
-use crate::error::{ChatError, Result};
+use crate::error::{ChatError, Result, StoreError};
 use crate::realtime::connections;
 use crate::realtime::events::ServerEvent;
 use crate::realtime::outbox;
-use crate::store::{ConversationDoc, MessageDoc, UserDoc, is_duplicate_key};
+use crate::store::{ConversationDoc, MessageDoc, UserDoc};
 use crate::time;
+
+/// MongoDB's code for a write that hit a unique index.
+const DUPLICATE_KEY: i32 = 11000;
 
 pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 200;
@@ -43,19 +46,78 @@ fn key(owner: ObjectId, partner: ObjectId) -> String {
 /// Both sides' summaries after `message` was stored (called once, when it was created).
 /// Failures are logged, not returned: the message is stored and must not be sent again.
 pub async fn note_message(app: &App, message: &MessageDoc) {
-    let (sender, recipient) = futures::join!(
-        bump(app, message.from, message.to, message, 0),
-        bump(app, message.to, message.from, message, 1)
-    );
-    for res in [sender, recipient] {
-        if let Err(e) = res {
-            tracing::warn!(error = %e, message = %message.id, "could not update a conversation summary");
-        }
+    if let Err(e) = bump_both(app, message).await {
+        tracing::warn!(error = %e, message = %message.id, "could not update a conversation summary");
     }
 }
 
-/// Sets the owner's newest message unless a newer one is already there, and adds `unread`.
-async fn bump(
+/// Sets each side's newest message unless a newer one is already there, and adds 1 to the
+/// recipient's unread count: one `update` command of two statements (one round trip).
+///
+/// Newest wins: a statement's filter only matches an older summary (or none: its upsert
+/// inserts). When the summary exists with a newer message, the upsert's insert hits the
+/// unique `_id`; so does a concurrent first insert. Either way that side is done again on its
+/// own by [`bump_existing`].
+async fn bump_both(app: &App, m: &MessageDoc) -> Result<()> {
+    let sides = [(m.from, m.to, 0_i64), (m.to, m.from, 1_i64)];
+    let updates: Vec<Document> = sides
+        .iter()
+        .map(|&(owner, partner, unread)| {
+            doc! {
+                "q": { "_id": key(owner, partner), "last_at": { "$lte": m.created_at } },
+                "u": {
+                    "$set": { "last_id": m.id, "last_at": m.created_at },
+                    "$setOnInsert": { "owner": owner, "partner": partner },
+                    "$inc": { "unread": unread },
+                },
+                "upsert": true,
+            }
+        })
+        .collect();
+    let reply = app
+        .store
+        .db
+        .run_command(doc! {
+            "update": app.store.conversations.name(),
+            "updates": updates,
+            "ordered": false,
+        })
+        .await?;
+    for index in duplicate_key_statements(&reply)? {
+        if let Some(&(owner, partner, unread)) = sides.get(index) {
+            bump_existing(app, owner, partner, m, unread).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The statements of an `update` command's reply that hit a unique index; any other write
+/// error is returned.
+fn duplicate_key_statements(reply: &Document) -> Result<Vec<usize>> {
+    let Ok(errors) = reply.get_array("writeErrors") else {
+        return Ok(Vec::new());
+    };
+    let mut duplicates = Vec::new();
+    for error in errors.iter().filter_map(|e| e.as_document()) {
+        let code = error.get_i32("code").unwrap_or_default();
+        let index = error
+            .get_i32("index")
+            .ok()
+            .and_then(|i| usize::try_from(i).ok());
+        match index {
+            Some(i) if code == DUPLICATE_KEY => duplicates.push(i),
+            _ => {
+                let message = error.get_str("errmsg").unwrap_or("write error");
+                return Err(StoreError::Write(format!("{code}: {message}")).into());
+            }
+        }
+    }
+    Ok(duplicates)
+}
+
+/// [`bump_both`]'s statement for one side when its summary already exists: set the newest
+/// message if it is newer, and if the summary has a newer one still, only count.
+async fn bump_existing(
     app: &App,
     owner: ObjectId,
     partner: ObjectId,
@@ -64,41 +126,18 @@ async fn bump(
 ) -> Result<()> {
     let conversations = &app.store.conversations;
     let id = key(owner, partner);
-    // Newest wins: the filter only matches an older summary (or none: the upsert inserts).
-    // When the summary exists with a newer message, the upsert's insert hits the unique
-    // `_id`; so does a concurrent first insert. Either way, try once more without the
-    // upsert, and if the summary still has a newer message, only count.
-    let newer_than_summary = doc! { "_id": &id, "last_at": { "$lte": m.created_at } };
-    let set_last = doc! { "last_id": m.id, "last_at": m.created_at };
-    let upserted = conversations
+    let updated = conversations
         .update_one(
-            newer_than_summary.clone(),
-            doc! {
-                "$set": set_last.clone(),
-                "$setOnInsert": { "owner": owner, "partner": partner },
-                "$inc": { "unread": unread },
-            },
+            doc! { "_id": &id, "last_at": { "$lte": m.created_at } },
+            doc! { "$set": { "last_id": m.id, "last_at": m.created_at }, "$inc": { "unread": unread } },
         )
-        .upsert(true)
-        .await;
-    match upserted {
-        Ok(_) => Ok(()),
-        Err(e) if is_duplicate_key(&e) => {
-            let updated = conversations
-                .update_one(
-                    newer_than_summary,
-                    doc! { "$set": set_last, "$inc": { "unread": unread } },
-                )
-                .await?;
-            if updated.matched_count == 0 && unread != 0 {
-                conversations
-                    .update_one(doc! { "_id": &id }, doc! { "$inc": { "unread": unread } })
-                    .await?;
-            }
-            Ok(())
-        }
-        Err(e) => Err(e.into()),
+        .await?;
+    if updated.matched_count == 0 && unread != 0 {
+        conversations
+            .update_one(doc! { "_id": &id }, doc! { "$inc": { "unread": unread } })
+            .await?;
     }
+    Ok(())
 }
 
 /// After `n` messages from `partner` were marked read by `reader`: lowers the reader's
@@ -432,6 +471,22 @@ async fn take_lookup(app: &App, me: UserId) -> Result<()> {
 mod tests {
     use super::*;
     use crate::api::ReadArgs;
+
+    #[test]
+    fn an_update_reply_names_the_statements_that_hit_a_unique_index() {
+        let clean = doc! { "ok": 1, "n": 2, "nModified": 2 };
+        assert!(duplicate_key_statements(&clean).expect("clean").is_empty());
+        let one = doc! { "ok": 1, "n": 1, "writeErrors": [
+            { "index": 1, "code": 11000, "errmsg": "E11000 duplicate key" },
+        ] };
+        assert_eq!(duplicate_key_statements(&one).expect("duplicate"), vec![1]);
+        let other = doc! { "ok": 1, "writeErrors": [
+            { "index": 0, "code": 11000, "errmsg": "E11000" },
+            { "index": 1, "code": 2, "errmsg": "bad value" },
+        ] };
+        let err = duplicate_key_statements(&other).expect_err("another write error");
+        assert!(err.to_string().contains("2: bad value"), "{err}");
+    }
 
     #[test]
     fn read_takes_message_id_or_up_to() {

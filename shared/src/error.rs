@@ -96,6 +96,9 @@ pub enum StoreError {
     LockTimeout(String),
     #[error("lost lock `{0}` to another holder (it ran out)")]
     LockLost(String),
+    /// A statement of a multi-statement write failed (`code: message` from the reply).
+    #[error("database write failed: {0}")]
+    Write(String),
     #[error("migration failed")]
     Migration(#[from] migrations::MigrationError),
 }

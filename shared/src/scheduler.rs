@@ -225,7 +225,7 @@ async fn heartbeat(app: &App, slots: SlotRange, report: &mut Report) -> Result<(
     let keep = app.store.keep_alive(&lease);
     let beat = runtime::heartbeat(&AppEnv::sweeping(app, slots), &engine_config(app)).await;
     drop(keep);
-    app.store.release(lease, None).await;
+    app.store.release(lease, None, false).await;
     let beat = beat?;
     report.pinged += beat.pinged;
     report.dropped += beat.dropped;

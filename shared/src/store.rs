@@ -283,6 +283,10 @@ pub struct LockDoc {
     /// What the last holder recorded for the next one (an inbox: its newest `created_at`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last: Option<DateTime>,
+    /// The last holder gave the lease back with its work finished (an inbox: nothing left
+    /// undelivered). Cleared when the lease is taken, so a holder that dies leaves it false.
+    #[serde(default)]
+    pub settled: bool,
 }
 
 /// A lease held on one key; give it back with [`Store::release`].
@@ -293,6 +297,8 @@ pub struct Lease {
     ttl: Duration,
     /// The `last` the previous holder recorded.
     pub last: Option<DateTime>,
+    /// Whether the previous holder gave the lease back settled (see [`LockDoc::settled`]).
+    pub settled: bool,
     taken_at: std::time::Instant,
 }
 
@@ -396,22 +402,24 @@ impl Store {
             let now = DateTime::now();
             let until = DateTime::from_millis(now.timestamp_millis() + ttl.as_millis() as i64);
             // Matches only a lease that ran out; while one is held the upsert collides on `_id`.
+            // Returns the document as the previous holder left it (none for a first lease).
             let taken = self
                 .locks
                 .find_one_and_update(
                     doc! { "_id": key, "until": { "$lt": now } },
-                    doc! { "$set": { "owner": owner, "until": until } },
+                    doc! { "$set": { "owner": owner, "until": until, "settled": false } },
                 )
                 .upsert(true)
-                .return_document(mongodb::options::ReturnDocument::After)
+                .return_document(mongodb::options::ReturnDocument::Before)
                 .await;
             match taken {
-                Ok(doc) => {
+                Ok(before) => {
                     return Ok(Lease {
                         key: key.to_owned(),
                         owner,
                         ttl,
-                        last: doc.and_then(|d| d.last),
+                        last: before.as_ref().and_then(|d| d.last),
+                        settled: before.is_some_and(|d| d.settled),
                         taken_at: std::time::Instant::now(),
                     });
                 }
@@ -471,8 +479,9 @@ impl Store {
         KeepAlive { lost, task }
     }
 
-    /// Gives a lease back, recording `last` for the next holder when given.
-    pub async fn release(&self, lease: Lease, last: Option<DateTime>) {
+    /// Gives a lease back, recording `last` for the next holder when given, and whether the
+    /// work under it was left `settled` (see [`LockDoc::settled`]).
+    pub async fn release(&self, lease: Lease, last: Option<DateTime>, settled: bool) {
         let held = lease.taken_at.elapsed();
         if held > Duration::from_secs(1) {
             tracing::warn!(key = lease.key, ?held, "a lease was held for long");
@@ -482,6 +491,7 @@ impl Store {
         let mut set = doc! {
             "until": DateTime::from_millis(DateTime::now().timestamp_millis() - 1),
             "owner": ObjectId::new(),
+            "settled": settled,
         };
         if let Some(last) = last {
             set.insert("last", last);
@@ -512,7 +522,7 @@ impl Store {
     {
         let lease = self.acquire(key, ttl, wait).await?;
         let result = work(&lease).await;
-        self.release(lease, None).await;
+        self.release(lease, None, false).await;
         result
     }
 }

@@ -13,6 +13,10 @@
 //! runs at a time. `delivered` goes to the sender once, for the delivery that set
 //! `delivered_at`, with that timestamp. A message nobody took stays undelivered: the next
 //! delivery, reconnect or sweep tries again.
+//!
+//! A holder that leaves nothing undelivered gives the lease back *settled*; the next holder
+//! then knows what waits without asking the database (only what it stored itself), which
+//! saves the query on the common path of a send to an online recipient.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -105,6 +109,10 @@ pub struct Inbox {
     lease: Option<Lease>,
     keep: Option<KeepAlive>,
     newest: Option<bson::DateTime>,
+    /// Everything undelivered in this inbox, when known without asking the database: the
+    /// previous holder left it settled and only this holder changed it since. `None` once
+    /// that is not known.
+    waiting: std::sync::Mutex<Option<Vec<MessageDoc>>>,
 }
 
 impl Inbox {
@@ -114,14 +122,28 @@ impl Inbox {
 
     /// Like [`Inbox::open`], waiting at most `wait` for another holder.
     pub async fn open_within(app: &App, user: UserId, wait: Duration) -> Result<Inbox> {
+        Self::take(app, user, wait, false).await
+    }
+
+    /// Like [`Inbox::open`] for a send, trusting a lease given back settled: its delivery
+    /// pushes what this holder stored without querying. (Only a send does: a holder that
+    /// stalled past its lease and stored a message after losing it leaves a message the
+    /// lease does not know of, and the sweep and a reconnect, which query, deliver it.)
+    pub async fn open_for_send(app: &App, user: UserId) -> Result<Inbox> {
+        Self::take(app, user, WAIT_FOR_INBOX, true).await
+    }
+
+    async fn take(app: &App, user: UserId, wait: Duration, trust_settled: bool) -> Result<Inbox> {
         let lease = app
             .store
             .acquire(&format!("inbox:{user}"), INBOX_LEASE, wait)
             .await?;
+        let known = (trust_settled && lease.settled).then(Vec::new);
         Ok(Inbox {
             user,
             store: app.store.clone(),
             keep: Some(app.store.keep_alive(&lease)),
+            waiting: std::sync::Mutex::new(known),
             lease: Some(lease),
             newest: None,
         })
@@ -143,11 +165,26 @@ impl Inbox {
         at
     }
 
+    /// Records a message this holder stored in the inbox (not delivered yet).
+    pub fn stored(&mut self, message: &MessageDoc) {
+        if let Ok(Some(waiting)) = self.waiting.get_mut() {
+            waiting.push(message.clone());
+        }
+    }
+
+    /// Whether nothing is left undelivered, as far as this holder knows.
+    fn settled(&self) -> bool {
+        self.waiting
+            .lock()
+            .is_ok_and(|w| w.as_ref().is_some_and(Vec::is_empty))
+    }
+
     /// Gives the lease back.
     pub async fn close(mut self) {
         self.keep.take();
+        let settled = self.settled();
         if let Some(lease) = self.lease.take() {
-            self.store.release(lease, self.newest).await;
+            self.store.release(lease, self.newest, settled).await;
         }
     }
 
@@ -174,16 +211,25 @@ impl Inbox {
         let mut conns: Option<Vec<ConnectionDoc>> = None;
         let mut failed: HashSet<ConnectionId> = HashSet::new();
         let mut delivered = Vec::new();
+        // Unknown from here until this delivery ends with nothing left undelivered.
+        let mut waiting = self.waiting.lock().ok().and_then(|mut w| w.take());
+        let mut settled = false;
         loop {
-            let pending: Vec<MessageDoc> = app
-                .store
-                .messages
-                .find(doc! { "to": self.user.object_id(), "delivered_at": bson::Bson::Null })
-                .sort(doc! { "created_at": 1, "_id": 1 })
-                .limit(PAGE)
-                .await?
-                .try_collect()
-                .await?;
+            let pending: Vec<MessageDoc> = match waiting.take() {
+                Some(known) => known,
+                None => {
+                    app.store
+                        .messages
+                        .find(
+                            doc! { "to": self.user.object_id(), "delivered_at": bson::Bson::Null },
+                        )
+                        .sort(doc! { "created_at": 1, "_id": 1 })
+                        .limit(PAGE)
+                        .await?
+                        .try_collect()
+                        .await?
+                }
+            };
             let full_page = pending.len() as i64 == PAGE;
             // A message this holder just stored may carry a `created_at` a little ahead of
             // this clock (see `next_created_at`); it is due all the same.
@@ -200,6 +246,7 @@ impl Inbox {
             };
             let batch = &pending[..cut];
             if batch.is_empty() {
+                settled = pending.is_empty();
                 break;
             }
             if conns.is_none() {
@@ -245,8 +292,12 @@ impl Inbox {
             let marked = record_delivered(app, &batch[..taken]).await?;
             delivered.extend(marked);
             if taken < batch.len() || cut < pending.len() || !full_page {
+                settled = taken == batch.len() && cut == pending.len() && !full_page;
                 break;
             }
+        }
+        if settled && let Ok(mut waiting) = self.waiting.lock() {
+            *waiting = Some(Vec::new());
         }
         Ok(delivered)
     }
@@ -259,7 +310,7 @@ impl Drop for Inbox {
             let store = self.store.clone();
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
                 let newest = self.newest;
-                rt.spawn(async move { store.release(lease, newest).await });
+                rt.spawn(async move { store.release(lease, newest, false).await });
             }
         }
     }

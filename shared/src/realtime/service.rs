@@ -137,7 +137,7 @@ pub async fn send_message(app: &App, caller: &Caller, args: SendMessage) -> Resu
     if !crate::users::exists(app, to).await? {
         return Err(ChatError::UnknownUser.into());
     }
-    let mut inbox = Inbox::open(app, to).await?;
+    let mut inbox = Inbox::open_for_send(app, to).await?;
     let created_at = inbox.next_created_at();
     let delay = app.experiments.delivery_delay();
     let deliver_after =
@@ -156,6 +156,7 @@ pub async fn send_message(app: &App, caller: &Caller, args: SendMessage) -> Resu
         }
     };
     let inbox = if stored.created {
+        inbox.stored(&stored.message);
         Some(inbox)
     } else {
         inbox.close().await;

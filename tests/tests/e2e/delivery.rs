@@ -475,7 +475,7 @@ async fn a_slow_holder_keeps_its_lease_and_learns_when_it_is_lost() {
     );
     assert!(!keep.lost());
     drop(keep);
-    store.release(lease, None).await;
+    store.release(lease, None, false).await;
     let next = store.acquire(&key, ttl, Duration::ZERO).await.unwrap();
     let keep = store.keep_alive(&next);
     // Another holder takes it (as after a stall longer than the ttl): the renewal notices.
@@ -491,4 +491,77 @@ async fn a_slow_holder_keeps_its_lease_and_learns_when_it_is_lost() {
         keep.lost()
     })
     .await;
+}
+
+/// Whether `user`'s inbox lease was last given back settled (nothing left undelivered).
+async fn inbox_settled(env: &TestEnv, user: &str) -> bool {
+    env.db
+        .collection::<bson::Document>("locks")
+        .find_one(doc! { "_id": format!("inbox:{user}") })
+        .await
+        .unwrap()
+        .is_some_and(|l| l.get_bool("settled").unwrap_or(false))
+}
+
+#[tokio::test]
+async fn a_settled_inbox_skips_the_query_and_the_sweep_still_finds_what_it_did_not_know() {
+    let env = TestEnv::with(EnvOptions {
+        schedule_every: Duration::from_millis(1500),
+        ..EnvOptions::default()
+    })
+    .await;
+    let a = env.api.login(&mobile(320)).await;
+    let b = env.api.login(&mobile(321)).await;
+    let (mut sa, _) = RawSio::login(&env.ws_url(""), &a.token).await;
+    let (mut sb, welcome) = RawSio::login(&env.ws_url(""), &b.token).await;
+    assert_eq!(welcome["pending"], 0);
+    // Going live delivered everything there was: the lease went back settled.
+    harness::eventually("b's inbox is settled after going live", WAIT, || async {
+        inbox_settled(&env, &b.user_id).await
+    })
+    .await;
+    sa.emit_ack("send_message", json!({"to": b.user_id, "text": "first"}))
+        .await;
+    assert_eq!(sb.wait_event("message").await["text"], "first");
+    harness::eventually("b's inbox is settled after the send", WAIT, || async {
+        inbox_settled(&env, &b.user_id).await
+    })
+    .await;
+    // A message the settled lease does not know of (as one stored by a holder that stalled
+    // past its lease): a send trusts the lease, the sweep queries and delivers it.
+    let old = bson::DateTime::now().timestamp_millis() - 30_000;
+    env.db
+        .collection::<bson::Document>("messages")
+        .insert_one(message(oid(&a.user_id), oid(&b.user_id), "unknown", old))
+        .await
+        .unwrap();
+    assert_eq!(sb.wait_event("message").await["text"], "unknown");
+    harness::eventually("every message is marked delivered", WAIT, || async {
+        harness::count(&env.db, "messages", doc! {"delivered_at": bson::Bson::Null}).await == 0
+    })
+    .await;
+    harness::eventually("b's inbox is settled after the sweep", WAIT, || async {
+        inbox_settled(&env, &b.user_id).await
+    })
+    .await;
+    sa.emit_ack("send_message", json!({"to": b.user_id, "text": "after"}))
+        .await;
+    assert_eq!(sb.wait_event("message").await["text"], "after");
+    // A send to an offline recipient leaves the inbox unsettled: the reconnect queries.
+    assert_eq!(drop_connections(&env, &b.user_id).await, 1);
+    harness::eventually("b's connection is gone", WAIT, || async {
+        harness::count(&env.db, "connections", doc! {"user_id": oid(&b.user_id)}).await == 0
+    })
+    .await;
+    sa.emit_ack("send_message", json!({"to": b.user_id, "text": "offline"}))
+        .await;
+    harness::eventually(
+        "b's inbox is unsettled while a message waits",
+        WAIT,
+        || async { !inbox_settled(&env, &b.user_id).await },
+    )
+    .await;
+    let (mut sb, welcome) = RawSio::login(&env.ws_url(""), &b.token).await;
+    assert_eq!(welcome["pending"], 1);
+    assert_eq!(sb.wait_event("message").await["text"], "offline");
 }
