@@ -175,11 +175,19 @@ impl Sent {
     /// latency illusion's delay, through the scheduler. Failures here lose nothing: the
     /// message is stored and stays undelivered until a push succeeds (the recipient's next
     /// connect, or the sweep).
-    pub async fn fan_out(mut self, app: &App) {
+    pub async fn fan_out(self, app: &App) {
+        self.fan_out_with(app, async {}).await;
+    }
+
+    /// [`Sent::fan_out`], with `alongside` (the sender's ack) running concurrently with the
+    /// echo and the delivery: it is done before any `delivered` notice goes out, and the
+    /// inbox is not held for it alone.
+    pub async fn fan_out_with(mut self, app: &App, alongside: impl Future<Output = ()>) {
         let Some(inbox) = self.inbox.take() else {
+            alongside.await;
             return;
         };
-        let result = self.fan_out_inner(app, &inbox).await;
+        let (result, ()) = futures::join!(self.fan_out_inner(app, &inbox), alongside);
         inbox.close().await;
         let notified = match result {
             Ok(Some((delivered, conns))) => {

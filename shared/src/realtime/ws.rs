@@ -466,9 +466,13 @@ async fn sio_event(
             if let Some(reply) = outcome.reply {
                 frames.push(reply.frame(Protocol::SocketIo));
             }
-            outbox::post_frames(app, id, &frames).await;
-            if let Some(sent) = outcome.sent {
-                Box::pin(sent.fan_out(app)).await;
+            let replies = async {
+                outbox::post_frames(app, id, &frames).await;
+            };
+            match outcome.sent {
+                // The ack goes out alongside the echo and the delivery, not before them.
+                Some(sent) => Box::pin(sent.fan_out_with(app, replies)).await,
+                None => replies.await,
             }
             Ok(())
         }
