@@ -197,15 +197,18 @@ async fn acquire(
     }
 }
 
+/// MongoDB's code for a write that hit a unique index (E11000).
+pub const DUPLICATE_KEY: i32 = 11000;
+
 /// Whether a driver error is a unique-index violation (E11000).
 pub fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
     match e.kind.as_ref() {
-        ErrorKind::Write(mongodb::error::WriteFailure::WriteError(w)) => w.code == 11000,
-        ErrorKind::Command(c) => c.code == 11000,
+        ErrorKind::Write(mongodb::error::WriteFailure::WriteError(w)) => w.code == DUPLICATE_KEY,
+        ErrorKind::Command(c) => c.code == DUPLICATE_KEY,
         ErrorKind::InsertMany(m) => m
             .write_errors
             .as_ref()
-            .is_some_and(|errs| errs.iter().any(|w| w.code == 11000)),
+            .is_some_and(|errs| errs.iter().any(|w| w.code == DUPLICATE_KEY)),
         _ => e.to_string().contains("E11000"),
     }
 }

@@ -26,11 +26,8 @@ use crate::error::{ChatError, Result, StoreError};
 use crate::realtime::connections;
 use crate::realtime::events::ServerEvent;
 use crate::realtime::outbox;
-use crate::store::{ConversationDoc, MessageDoc, UserDoc};
+use crate::store::{ConversationDoc, DUPLICATE_KEY, MessageDoc, UserDoc};
 use crate::time;
-
-/// MongoDB's code for a write that hit a unique index.
-const DUPLICATE_KEY: i32 = 11000;
 
 pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 200;

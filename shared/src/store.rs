@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, StoreError};
 
-pub use migrations::is_duplicate_key;
+pub use migrations::{DUPLICATE_KEY, is_duplicate_key};
 
 /// `users`
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -507,22 +507,5 @@ impl Store {
             // The lease runs out by itself; the work's own result matters more.
             tracing::warn!(error = %e, key = lease.key, "could not release a lease");
         }
-    }
-
-    /// Runs `work` while holding the lease `key` (see [`Store::acquire`]).
-    pub async fn with_lock<T, F>(
-        &self,
-        key: &str,
-        ttl: Duration,
-        wait: Duration,
-        work: F,
-    ) -> Result<T>
-    where
-        F: AsyncFnOnce(&Lease) -> Result<T>,
-    {
-        let lease = self.acquire(key, ttl, wait).await?;
-        let result = work(&lease).await;
-        self.release(lease, None, false).await;
-        result
     }
 }
