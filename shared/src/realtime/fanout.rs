@@ -93,6 +93,19 @@ async fn conns_of(app: &App, user: UserId, known: Option<Known<'_>>) -> Result<V
     }
 }
 
+/// `events`, logged at `offsets`, framed for `conn` (with their offsets if it tracks them).
+fn framed(
+    conn: &ConnectionDoc,
+    events: &[ServerEvent],
+    offsets: &[Option<i64>],
+) -> Vec<(String, Option<i64>)> {
+    events
+        .iter()
+        .zip(offsets)
+        .map(|(e, o)| (e.frame_at(conn.protocol, o.filter(|_| conn.offsets)), *o))
+        .collect()
+}
+
 /// A message this delivery marked delivered, with the time it set.
 #[derive(Debug, Clone)]
 pub struct Delivered {
@@ -272,11 +285,7 @@ impl Inbox {
             // counts as delivered when some connection took frames 0..=i. A connection that
             // missed a frame gets nothing more from this delivery (it would see a gap).
             let posts = targets.iter().map(|(id, c)| {
-                let frames: Vec<(String, Option<i64>)> = events
-                    .iter()
-                    .zip(&offsets)
-                    .map(|(e, o)| (e.frame_at(c.protocol, o.filter(|_| c.offsets)), *o))
-                    .collect();
+                let frames = framed(c, &events, &offsets);
                 async move { (id, post_logged(app, c, &frames).await) }
             });
             let mut taken = 0;
@@ -334,7 +343,7 @@ pub async fn deliver_pending_within(
     let result = inbox.deliver(app, due, None).await;
     inbox.close().await;
     let delivered = result?;
-    notify_senders(app, recipient, &delivered, None).await?;
+    notify_senders(app, recipient, &delivered, None, None).await?;
     Ok(delivered.len())
 }
 
@@ -438,7 +447,7 @@ pub async fn go_live(
     let Some(delivered) = result? else {
         return Ok(false);
     };
-    notify_senders(app, user, &delivered, None).await?;
+    notify_senders(app, user, &delivered, None, None).await?;
     Ok(true)
 }
 
@@ -512,44 +521,50 @@ async fn mark_delivered(
         .collect())
 }
 
-/// `delivered` to each sender's connections, once per message a delivery marked (posted
-/// concurrently: their order carries no meaning).
+/// `delivered` to each sender's connections, once per message a delivery marked. With
+/// `echo` (a message just sent, to its sender's devices), the echo goes first to its sender:
+/// logged with that sender's notices in one append and posted before them on each device.
 pub async fn notify_senders(
     app: &App,
     recipient: UserId,
     delivered: &[Delivered],
     known: Option<Known<'_>>,
+    echo: Option<&MessageEvent>,
 ) -> Result<()> {
     let mut senders: Vec<UserId> = delivered
         .iter()
         .map(|d| UserId::from_object_id(d.message.from))
+        .chain(echo.map(|e| e.from))
         .collect();
     senders.sort();
     senders.dedup();
     for sender in senders {
         // Sent (and logged for recovery) even when no device of the sender is online.
         let conns = conns_of(app, sender, known).await?;
-        let notices: Vec<ServerEvent> = delivered
-            .iter()
-            .filter(|d| UserId::from_object_id(d.message.from) == sender)
-            .map(|d| {
-                ServerEvent::Delivered(DeliveredEvent {
-                    message_id: MessageId::from_object_id(d.message.id),
-                    to: recipient,
-                    delivered_at: d.at,
-                })
-            })
+        let events: Vec<ServerEvent> = echo
+            .filter(|e| e.from == sender)
+            .map(|e| ServerEvent::Message(e.clone()))
+            .into_iter()
+            .chain(
+                delivered
+                    .iter()
+                    .filter(|d| UserId::from_object_id(d.message.from) == sender)
+                    .map(|d| {
+                        ServerEvent::Delivered(DeliveredEvent {
+                            message_id: MessageId::from_object_id(d.message.id),
+                            to: recipient,
+                            delivered_at: d.at,
+                        })
+                    }),
+            )
             .collect();
-        // Logged in message order (so a recovering device replays them in it), posted
-        // together.
-        let offsets = outbox::log_all(app, sender, &notices).await;
-        let conns = &conns;
-        join_all(
-            notices
-                .iter()
-                .zip(offsets)
-                .map(|(notice, offset)| outbox::post_event(app, conns, notice, offset)),
-        )
+        // Logged in order (so a recovering device replays them in it), then posted in that
+        // order to each device, devices in parallel.
+        let offsets = outbox::log_all(app, sender, &events).await;
+        join_all(conns.iter().map(|c| {
+            let frames = framed(c, &events, &offsets);
+            async move { post_logged(app, c, &frames).await }
+        }))
         .await;
     }
     Ok(())

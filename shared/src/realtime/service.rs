@@ -169,10 +169,23 @@ pub async fn send_message(app: &App, caller: &Caller, args: SendMessage) -> Resu
     })
 }
 
+/// What [`Sent::fan_out`] did under the inbox lease.
+enum Fanned {
+    /// Delivered at once: what the delivery marked, and the connections it read (for the
+    /// echo and the `delivered` notices that follow once the inbox is closed).
+    Now {
+        delivered: Result<Vec<fanout::Delivered>>,
+        conns: Vec<crate::store::ConnectionDoc>,
+    },
+    /// Echoed, and queued for after the latency illusion's delay.
+    Queued,
+}
+
 impl Sent {
-    /// Echoes the message to the sender's connections and delivers it to the recipient's,
-    /// still under the inbox lease: at once (with anything older that waited), or, with the
-    /// latency illusion's delay, through the scheduler. Failures here lose nothing: the
+    /// Delivers the message to the recipient's connections under the inbox lease, at once
+    /// (with anything older that waited), then echoes it to the sender's with its
+    /// `delivered`; or, with the latency illusion's delay, echoes it and delivers it through
+    /// the scheduler. Failures here lose nothing: the
     /// message is stored and stays undelivered until a push succeeds (the recipient's next
     /// connect, or the sweep).
     pub async fn fan_out(self, app: &App) {
@@ -180,61 +193,70 @@ impl Sent {
     }
 
     /// [`Sent::fan_out`], with `alongside` (the sender's ack) running concurrently with the
-    /// echo and the delivery: it is done before any `delivered` notice goes out, and the
-    /// inbox is not held for it alone.
+    /// delivery: it is done before any `delivered` notice goes out, and the inbox is not
+    /// held for it alone.
     pub async fn fan_out_with(mut self, app: &App, alongside: impl Future<Output = ()>) {
         let Some(inbox) = self.inbox.take() else {
             alongside.await;
             return;
         };
         let (result, ()) = futures::join!(self.fan_out_inner(app, &inbox), alongside);
-        inbox.close().await;
-        let notified = match result {
-            Ok(Some((delivered, conns))) => {
-                let users = [self.event.from, self.event.to];
-                let known = fanout::Known {
-                    users: &users,
-                    conns: &conns,
-                };
-                fanout::notify_senders(app, self.event.to, &delivered, Some(known)).await
+        // The notices need no lease: they go out while it is given back.
+        let notify = async {
+            match result {
+                Ok(Fanned::Now { delivered, conns }) => {
+                    let users = [self.event.from, self.event.to];
+                    let known = fanout::Known {
+                        users: &users,
+                        conns: &conns,
+                    };
+                    // The echo to the sender's devices goes with its `delivered` (one log
+                    // append for both); if the delivery failed, alone.
+                    let delivered = delivered.unwrap_or_else(|e| {
+                        tracing::warn!(error = %e, "delivery failed; it waits for the next push");
+                        Vec::new()
+                    });
+                    fanout::notify_senders(
+                        app,
+                        self.event.to,
+                        &delivered,
+                        Some(known),
+                        Some(&self.event),
+                    )
+                    .await
+                }
+                Ok(Fanned::Queued) => Ok(()),
+                Err(e) => Err(e),
             }
-            Ok(None) => Ok(()),
-            Err(e) => Err(e),
         };
+        let ((), notified) = futures::join!(inbox.close(), notify);
         if let Err(e) = notified {
             tracing::warn!(error = %e, "fan-out failed; the message stays undelivered until a push succeeds");
         }
     }
 
-    /// Returns what it delivered (and the connections it read), for the `delivered` notices
-    /// that follow once the inbox is closed.
-    async fn fan_out_inner(
-        &self,
-        app: &App,
-        inbox: &Inbox,
-    ) -> Result<Option<(Vec<fanout::Delivered>, Vec<crate::store::ConnectionDoc>)>> {
+    /// Delivers the message at once, or echoes it and queues its delivery for after its
+    /// delay.
+    async fn fan_out_inner(&self, app: &App, inbox: &Inbox) -> Result<Fanned> {
         let (from, to) = (self.event.from, self.event.to);
         let users = [from, to];
         let conns = connections::of_users(app, &users).await?;
-        let senders: Vec<_> = conns
-            .iter()
-            .filter(|c| c.user() == Some(from))
-            .cloned()
-            .collect();
-        let message = ServerEvent::Message(self.event.clone());
         match self.delay {
             None => {
                 let known = fanout::Known {
                     users: &users,
                     conns: &conns,
                 };
-                let (_, delivered) = futures::join!(
-                    outbox::push(app, from, &senders, &message),
-                    inbox.deliver(app, Due::Now, Some(known))
-                );
-                return Ok(Some((delivered?, conns)));
+                let delivered = inbox.deliver(app, Due::Now, Some(known)).await;
+                Ok(Fanned::Now { delivered, conns })
             }
             Some(delay) => {
+                let senders: Vec<_> = conns
+                    .iter()
+                    .filter(|c| c.user() == Some(from))
+                    .cloned()
+                    .collect();
+                let message = ServerEvent::Message(self.event.clone());
                 outbox::push(app, from, &senders, &message).await;
                 let task = Task::Deliver {
                     user: to,
@@ -244,9 +266,9 @@ impl Sent {
                 if let Err(e) = app.invoker.invoke_async(&task).await {
                     tracing::warn!(error = %e, "could not queue delivery; the sweep will deliver");
                 }
+                Ok(Fanned::Queued)
             }
         }
-        Ok(None)
     }
 }
 

@@ -487,3 +487,76 @@ async fn a_client_further_behind_than_the_log_keeps_gets_a_new_session() {
     let (_, welcome, _) = next_event(&mut late).await;
     assert_eq!(welcome["type"], "welcome");
 }
+
+#[tokio::test]
+async fn a_senders_echo_and_its_delivered_are_logged_together_and_arrive_in_order() {
+    let env = TestEnv::start().await;
+    let a = env.api.login(&mobile(1050)).await;
+    let b = env.api.login(&mobile(1051)).await;
+    // A's phone sends; A's laptop watches. Both track offsets.
+    let (mut phone, _) = connect_with(
+        &env,
+        json!({ "token": a.token, "pid": "000000000000000000000001" }),
+    )
+    .await;
+    assert_eq!(next_event(&mut phone).await.0, "system");
+    let (mut laptop, _) = connect_with(
+        &env,
+        json!({ "token": a.token, "pid": "000000000000000000000002" }),
+    )
+    .await;
+    assert_eq!(next_event(&mut laptop).await.0, "system");
+
+    // B is offline: the echo alone.
+    let first = emit_acked(
+        &mut phone,
+        "send_message",
+        json!({ "to": b.user_id, "text": "one" }),
+    )
+    .await;
+    let mut echo_at = None;
+    for device in [&mut phone, &mut laptop] {
+        let (name, m, offset) = next_event(device).await;
+        assert_eq!(
+            (name.as_str(), &m["message_id"]),
+            ("message", &first["message_id"])
+        );
+        let offset = offset.expect("an offset");
+        assert_eq!(*echo_at.get_or_insert(offset), offset);
+    }
+    let echo_at = echo_at.unwrap();
+
+    // B comes online: `delivered` for it, right after the echo in A's log.
+    let (mut sb, _) = RawSio::login(&env.ws_url(""), &b.token).await;
+    assert_eq!(sb.wait_event("message").await["text"], "one");
+    for device in [&mut phone, &mut laptop] {
+        let (name, d, offset) = next_event(device).await;
+        assert_eq!(
+            (name.as_str(), &d["message_id"]),
+            ("delivered", &first["message_id"])
+        );
+        assert_eq!(offset, Some(echo_at + 1));
+    }
+
+    // B online: the echo, then its `delivered`, on each device, at the next two offsets.
+    let second = emit_acked(
+        &mut phone,
+        "send_message",
+        json!({ "to": b.user_id, "text": "two" }),
+    )
+    .await;
+    for device in [&mut phone, &mut laptop] {
+        let got: Vec<(String, Value, Option<i64>)> =
+            vec![next_event(device).await, next_event(device).await];
+        assert_eq!(
+            got.iter()
+                .map(|(n, v, o)| (n.as_str(), &v["message_id"], *o))
+                .collect::<Vec<_>>(),
+            vec![
+                ("message", &second["message_id"], Some(echo_at + 2)),
+                ("delivered", &second["message_id"], Some(echo_at + 3)),
+            ]
+        );
+    }
+    assert_eq!(sb.wait_event("message").await["text"], "two");
+}
