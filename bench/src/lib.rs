@@ -154,7 +154,23 @@ pub use test_client::{Session as User, random_mobile};
 
 /// Logs in a new random user (the shared client's REST login).
 pub async fn login(http: &reqwest::Client, base: &str) -> anyhow::Result<User> {
-    test_client::login(http, base, &random_mobile()).await
+    login_as(http, base, &random_mobile()).await
+}
+
+/// Logs in the user of `mobile`.
+pub async fn login_as(http: &reqwest::Client, base: &str, mobile: &str) -> anyhow::Result<User> {
+    test_client::login(http, base, mobile).await
+}
+
+/// `n` random mobile numbers, no two alike: two load users drawn with one number would be
+/// one user with two devices, each seeing the other's messages (with 1,000 users that is
+/// about one run in two hundred).
+pub fn distinct_mobiles(n: usize) -> Vec<String> {
+    let mut seen = std::collections::HashSet::with_capacity(n);
+    std::iter::repeat_with(random_mobile)
+        .filter(|m| seen.insert(m.clone()))
+        .take(n)
+        .collect()
 }
 
 /// One received `message`, as the collector sees it.
@@ -207,14 +223,14 @@ pub async fn run(cfg: &LoadConfig, progress: Arc<Progress>) -> anyhow::Result<Re
 
     // 1. Log in.
     let started = Instant::now();
-    let logins = futures::future::join_all((0..users_n).map(|_| {
+    let logins = futures::future::join_all(distinct_mobiles(users_n).into_iter().map(|mobile| {
         let http = http.clone();
         let gate = gate.clone();
         let progress = progress.clone();
         let base = cfg.http.clone();
         async move {
             let _permit = gate.acquire().await?;
-            let user = login(&http, &base).await;
+            let user = login_as(&http, &base, &mobile).await;
             progress.logged_in.fetch_add(1, Ordering::Relaxed);
             user
         }
@@ -449,11 +465,10 @@ pub async fn run(cfg: &LoadConfig, progress: Arc<Progress>) -> anyhow::Result<Re
     // A short grace to catch duplicates that trail the last delivery.
     let grace = tokio::time::Instant::now() + Duration::from_millis(300);
     while let Ok(Some(ev)) = tokio::time::timeout_at(grace, events_rx.recv()).await {
-        if let Event::Arrival(a) = ev
-            && a.sender < users_n
-            && a.seq < cfg.messages
-            && seen[a.sender][a.seq]
-        {
+        let Event::Arrival(a) = ev else { continue };
+        if a.sender >= users_n || a.seq >= cfg.messages || a.recipient != (a.sender ^ 1) {
+            errors += 1;
+        } else if seen[a.sender][a.seq] {
             duplicated += 1;
         }
     }
@@ -513,6 +528,19 @@ mod tests {
         assert_eq!(parse_client_id("r1", "r2:3:17:12345"), None);
         assert_eq!(parse_client_id("r1", "r1:x:17:1"), None);
         assert_eq!(parse_client_id("r1", "r1:3"), None);
+    }
+
+    #[test]
+    fn distinct_mobiles_are_distinct_and_valid() {
+        let mobiles = distinct_mobiles(5000);
+        assert_eq!(mobiles.len(), 5000);
+        let unique: std::collections::HashSet<&String> = mobiles.iter().collect();
+        assert_eq!(unique.len(), 5000);
+        assert!(
+            mobiles
+                .iter()
+                .all(|m| shared::domain::Mobile::parse(m).is_ok())
+        );
     }
 
     #[test]

@@ -130,8 +130,9 @@ async fn main() -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     let users_needed = args.connections.div_ceil(args.per_user.max(1));
     let started = Instant::now();
-    let users: Vec<test_client::Session> = futures::stream::iter(0..users_needed)
-        .map(|_| chat_load::login(&http, &args.http))
+    let mobiles = chat_load::distinct_mobiles(users_needed);
+    let users: Vec<test_client::Session> = futures::stream::iter(&mobiles)
+        .map(|mobile| chat_load::login_as(&http, &args.http, mobile))
         .buffer_unordered(32)
         .collect::<Vec<_>>()
         .await
