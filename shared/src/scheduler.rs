@@ -26,7 +26,7 @@ use crate::realtime::recovery::Start;
 use crate::realtime::sio_env::{AppEnv, engine_config};
 use crate::realtime::{connections, outbox, phantom};
 use crate::socketio::runtime;
-use crate::store::ConnectionDoc;
+use crate::store::{ConnectionDoc, Handback};
 pub use crate::task::Task;
 use crate::time;
 
@@ -225,7 +225,7 @@ async fn heartbeat(app: &App, slots: SlotRange, report: &mut Report) -> Result<(
     let keep = app.store.keep_alive(&lease);
     let beat = runtime::heartbeat(&AppEnv::sweeping(app, slots), &engine_config(app)).await;
     drop(keep);
-    app.store.release(lease, None, false).await;
+    app.store.release(lease, Handback::default()).await;
     let beat = beat?;
     report.pinged += beat.pinged;
     report.dropped += beat.dropped;

@@ -287,6 +287,22 @@ pub struct LockDoc {
     /// undelivered). Cleared when the lease is taken, so a holder that dies leaves it false.
     #[serde(default)]
     pub settled: bool,
+    /// What the last holder finished whose recording may still be on its way when the next
+    /// holder starts (an inbox: messages pushed, their `delivered_at` being set while the
+    /// lease is given back). The next holder treats them as done.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub finishing: Vec<ObjectId>,
+}
+
+/// What a holder hands the next one when it gives a lease back ([`Store::release`]).
+#[derive(Debug, Clone, Default)]
+pub struct Handback {
+    /// See [`LockDoc::last`]; kept as it was when `None`.
+    pub last: Option<DateTime>,
+    /// See [`LockDoc::settled`].
+    pub settled: bool,
+    /// See [`LockDoc::finishing`].
+    pub finishing: Vec<ObjectId>,
 }
 
 /// A lease held on one key; give it back with [`Store::release`].
@@ -299,6 +315,8 @@ pub struct Lease {
     pub last: Option<DateTime>,
     /// Whether the previous holder gave the lease back settled (see [`LockDoc::settled`]).
     pub settled: bool,
+    /// What the previous holder was still recording (see [`LockDoc::finishing`]).
+    pub finishing: Vec<ObjectId>,
     taken_at: std::time::Instant,
 }
 
@@ -419,7 +437,8 @@ impl Store {
                         owner,
                         ttl,
                         last: before.as_ref().and_then(|d| d.last),
-                        settled: before.is_some_and(|d| d.settled),
+                        settled: before.as_ref().is_some_and(|d| d.settled),
+                        finishing: before.map(|d| d.finishing).unwrap_or_default(),
                         taken_at: std::time::Instant::now(),
                     });
                 }
@@ -479,9 +498,13 @@ impl Store {
         KeepAlive { lost, task }
     }
 
-    /// Gives a lease back, recording `last` for the next holder when given, and whether the
-    /// work under it was left `settled` (see [`LockDoc::settled`]).
-    pub async fn release(&self, lease: Lease, last: Option<DateTime>, settled: bool) {
+    /// Gives a lease back with what the next holder should know ([`Handback`]).
+    pub async fn release(&self, lease: Lease, handback: Handback) {
+        let Handback {
+            last,
+            settled,
+            finishing,
+        } = handback;
         let held = lease.taken_at.elapsed();
         if held > Duration::from_secs(1) {
             tracing::warn!(key = lease.key, ?held, "a lease was held for long");
@@ -492,6 +515,7 @@ impl Store {
             "until": DateTime::from_millis(DateTime::now().timestamp_millis() - 1),
             "owner": ObjectId::new(),
             "settled": settled,
+            "finishing": finishing,
         };
         if let Some(last) = last {
             set.insert("last", last);

@@ -17,6 +17,12 @@
 //! A holder that leaves nothing undelivered gives the lease back *settled*; the next holder
 //! then knows what waits without asking the database (only what it stored itself), which
 //! saves the query on the common path of a send to an online recipient.
+//!
+//! A delivery's last round is recorded (`delivered_at`) while the lease is given back, not
+//! before: the lease is free one database round trip sooner, which is when the recipient's
+//! next send tends to arrive. The lease carries those messages' ids to the next holder
+//! ([`LockDoc::finishing`](crate::store::LockDoc)), which counts them as delivered even if
+//! their record has not landed yet; nothing is pushed twice.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -35,7 +41,7 @@ use crate::realtime::outbox::{self, post_frame, post_logged};
 use crate::realtime::recovery::{self, Start};
 use crate::realtime::sio_env::AppEnv;
 use crate::socketio::runtime::{self, FirstFrame};
-use crate::store::{ConnectionDoc, KeepAlive, Lease, MessageDoc, Protocol, Store};
+use crate::store::{ConnectionDoc, Handback, KeepAlive, Lease, MessageDoc, Protocol, Store};
 use crate::time;
 
 pub fn message_event(m: &MessageDoc) -> MessageEvent {
@@ -114,7 +120,8 @@ pub struct Delivered {
 }
 
 /// One recipient's inbox, held under its lease (see the module docs). Give it back with
-/// [`Inbox::close`]; one dropped without it is given back in the background.
+/// [`Inbox::close`], which records the delivery's last round; one dropped without it is
+/// recorded and given back in the background.
 #[derive(Debug)]
 pub struct Inbox {
     pub user: UserId,
@@ -126,6 +133,9 @@ pub struct Inbox {
     /// previous holder left it settled and only this holder changed it since. `None` once
     /// that is not known.
     waiting: std::sync::Mutex<Option<Vec<MessageDoc>>>,
+    /// Pushed in the last round of a delivery, `delivered_at` not recorded yet: recorded by
+    /// [`Inbox::close`] while the lease is given back.
+    unmarked: std::sync::Mutex<Vec<MessageDoc>>,
 }
 
 impl Inbox {
@@ -159,6 +169,7 @@ impl Inbox {
             waiting: std::sync::Mutex::new(known),
             lease: Some(lease),
             newest: None,
+            unmarked: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -192,13 +203,52 @@ impl Inbox {
             .is_ok_and(|w| w.as_ref().is_some_and(Vec::is_empty))
     }
 
-    /// Gives the lease back.
-    pub async fn close(mut self) {
+    /// Takes the messages pushed but not recorded yet.
+    fn take_unmarked(&self) -> Vec<MessageDoc> {
+        self.unmarked
+            .lock()
+            .map(|mut u| std::mem::take(&mut *u))
+            .unwrap_or_default()
+    }
+
+    /// Whether the previous holder was still recording `id` as delivered when it gave the
+    /// lease back.
+    fn finishing(&self, id: &bson::oid::ObjectId) -> bool {
+        self.lease
+            .as_ref()
+            .is_some_and(|l| l.finishing.contains(id))
+    }
+
+    /// How many messages wait in this inbox.
+    pub async fn pending_count(&self, app: &App) -> Result<u64> {
+        let mut filter = doc! { "to": self.user.object_id(), "delivered_at": bson::Bson::Null };
+        if let Some(lease) = self.lease.as_ref().filter(|l| !l.finishing.is_empty()) {
+            filter.insert("_id", doc! { "$nin": lease.finishing.clone() });
+        }
+        Ok(app.store.messages.count_documents(filter).await?)
+    }
+
+    /// Gives the lease back while recording the delivery's last round; returns what that
+    /// record marked delivered (for [`notify_senders`], with what [`Inbox::deliver`]
+    /// returned).
+    pub async fn close(mut self) -> Result<Vec<Delivered>> {
         self.keep.take();
         let settled = self.settled();
-        if let Some(lease) = self.lease.take() {
-            self.store.release(lease, self.newest, settled).await;
-        }
+        let unmarked = self.take_unmarked();
+        let handback = Handback {
+            last: self.newest,
+            settled,
+            finishing: unmarked.iter().map(|m| m.id).collect(),
+        };
+        let lease = self.lease.take();
+        let store = &self.store;
+        let release = async {
+            if let Some(lease) = lease {
+                store.release(lease, handback).await;
+            }
+        };
+        let (marked, ()) = futures::join!(record_delivered(store, &unmarked), release);
+        marked
     }
 
     /// Fails once the lease is known to be lost: nothing more may be pushed under it.
@@ -223,15 +273,19 @@ impl Inbox {
     ) -> Result<Vec<Delivered>> {
         let mut conns: Option<Vec<ConnectionDoc>> = None;
         let mut failed: HashSet<ConnectionId> = HashSet::new();
-        let mut delivered = Vec::new();
+        // A round an earlier call left to `close` is recorded first: it is not due again.
+        let earlier = self.take_unmarked();
+        let mut delivered = record_delivered(&app.store, &earlier).await?;
         // Unknown from here until this delivery ends with nothing left undelivered.
         let mut waiting = self.waiting.lock().ok().and_then(|mut w| w.take());
         let mut settled = false;
         loop {
+            let mut full_page = false;
             let pending: Vec<MessageDoc> = match waiting.take() {
                 Some(known) => known,
                 None => {
-                    app.store
+                    let page: Vec<MessageDoc> = app
+                        .store
                         .messages
                         .find(
                             doc! { "to": self.user.object_id(), "delivered_at": bson::Bson::Null },
@@ -240,10 +294,13 @@ impl Inbox {
                         .limit(PAGE)
                         .await?
                         .try_collect()
-                        .await?
+                        .await?;
+                    full_page = page.len() as i64 == PAGE;
+                    page.into_iter()
+                        .filter(|m| !self.finishing(&m.id))
+                        .collect()
                 }
             };
-            let full_page = pending.len() as i64 == PAGE;
             // A message this holder just stored may carry a `created_at` a little ahead of
             // this clock (see `next_created_at`); it is due all the same.
             let now = self
@@ -298,12 +355,16 @@ impl Inbox {
             if taken == 0 {
                 break;
             }
-            let marked = record_delivered(app, &batch[..taken]).await?;
-            delivered.extend(marked);
             if taken < batch.len() || cut < pending.len() || !full_page {
                 settled = taken == batch.len() && cut == pending.len() && !full_page;
+                // The last round: recorded by `close` while the lease is given back.
+                if let Ok(mut unmarked) = self.unmarked.lock() {
+                    unmarked.extend_from_slice(&batch[..taken]);
+                }
                 break;
             }
+            let marked = record_delivered(&app.store, &batch[..taken]).await?;
+            delivered.extend(marked);
         }
         if settled && let Ok(mut waiting) = self.waiting.lock() {
             *waiting = Some(Vec::new());
@@ -318,8 +379,19 @@ impl Drop for Inbox {
         if let Some(lease) = self.lease.take() {
             let store = self.store.clone();
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                let newest = self.newest;
-                rt.spawn(async move { store.release(lease, newest, false).await });
+                let unmarked = self.take_unmarked();
+                let handback = Handback {
+                    last: self.newest,
+                    settled: false,
+                    finishing: unmarked.iter().map(|m| m.id).collect(),
+                };
+                rt.spawn(async move {
+                    let release = store.release(lease, handback);
+                    let (marked, ()) = futures::join!(record_delivered(&store, &unmarked), release);
+                    if let Err(e) = marked {
+                        tracing::warn!(error = %e, "could not record a delivery");
+                    }
+                });
             }
         }
     }
@@ -341,8 +413,8 @@ pub async fn deliver_pending_within(
 ) -> Result<usize> {
     let inbox = Inbox::open_within(app, recipient, wait).await?;
     let result = inbox.deliver(app, due, None).await;
-    inbox.close().await;
-    let delivered = result?;
+    let last_round = inbox.close().await;
+    let delivered = with_last_round(result?, last_round);
     notify_senders(app, recipient, &delivered, None, None).await?;
     Ok(delivered.len())
 }
@@ -385,7 +457,7 @@ pub async fn go_live(
                 (welcome, Some(*after))
             }
             _ => {
-                let pending = pending_count(app, user).await?;
+                let pending = inbox.pending_count(app).await?;
                 let welcome = ServerEvent::System(SystemEvent::Welcome {
                     user_id: user,
                     pending,
@@ -443,12 +515,27 @@ pub async fn go_live(
         Ok(Some(inbox.deliver(app, Due::All, None).await?))
     }
     .await;
-    inbox.close().await;
+    let last_round = inbox.close().await;
     let Some(delivered) = result? else {
         return Ok(false);
     };
+    let delivered = with_last_round(delivered, last_round);
     notify_senders(app, user, &delivered, None, None).await?;
     Ok(true)
+}
+
+/// What [`Inbox::deliver`] marked, with what [`Inbox::close`] marked of its last round. A
+/// last round that could not be recorded was pushed all the same: its senders get no
+/// `delivered`, and it stays undelivered for the next push.
+pub fn with_last_round(
+    mut delivered: Vec<Delivered>,
+    last_round: Result<Vec<Delivered>>,
+) -> Vec<Delivered> {
+    match last_round {
+        Ok(last) => delivered.extend(last),
+        Err(e) => tracing::warn!(error = %e, "could not record a delivery"),
+    }
+    delivered
 }
 
 /// How long a delivery keeps trying to record what it pushed while the database is away.
@@ -457,14 +544,17 @@ const RECORD_DELIVERED_FOR: Duration = Duration::from_secs(10);
 /// [`mark_delivered`], tried again while the database is away (a restart, a failover): the
 /// messages were pushed, and if they stayed undelivered the next delivery would push them a
 /// second time.
-async fn record_delivered(app: &App, batch: &[MessageDoc]) -> Result<Vec<Delivered>> {
+async fn record_delivered(store: &Store, batch: &[MessageDoc]) -> Result<Vec<Delivered>> {
+    if batch.is_empty() {
+        return Ok(Vec::new());
+    }
     let deadline = tokio::time::Instant::now() + RECORD_DELIVERED_FOR;
     let mut pause = Duration::from_millis(100);
     // One timestamp for every try: a try that was applied but not answered is found again
     // by it (its messages are then this delivery's).
     let at = time::now();
     loop {
-        match mark_delivered(app, batch, at).await {
+        match mark_delivered(store, batch, at).await {
             Ok(marked) => return Ok(marked),
             Err(e) if tokio::time::Instant::now() < deadline => {
                 tracing::warn!(error = %e, "could not record a delivery; trying again");
@@ -479,13 +569,12 @@ async fn record_delivered(app: &App, batch: &[MessageDoc]) -> Result<Vec<Deliver
 /// Sets `delivered_at` on those of `batch` not delivered yet; returns the ones this call
 /// changed (another path, e.g. a `read`, may have got to some first).
 async fn mark_delivered(
-    app: &App,
+    store: &Store,
     batch: &[MessageDoc],
     at: time::Timestamp,
 ) -> Result<Vec<Delivered>> {
     let ids: Vec<bson::oid::ObjectId> = batch.iter().map(|m| m.id).collect();
-    let res = app
-        .store
+    let res = store
         .messages
         .update_many(
             doc! { "_id": { "$in": &ids }, "delivered_at": bson::Bson::Null },
@@ -501,8 +590,7 @@ async fn mark_delivered(
             })
             .collect());
     }
-    let ours: HashSet<bson::oid::ObjectId> = app
-        .store
+    let ours: HashSet<bson::oid::ObjectId> = store
         .messages
         .find(doc! { "_id": { "$in": &ids }, "delivered_at": time::to_bson(at) })
         .projection(doc! { "_id": 1 })
@@ -568,13 +656,4 @@ pub async fn notify_senders(
         .await;
     }
     Ok(())
-}
-
-/// How many messages wait for `user`.
-pub async fn pending_count(app: &App, user: UserId) -> Result<u64> {
-    Ok(app
-        .store
-        .messages
-        .count_documents(doc! { "to": user.object_id(), "delivered_at": bson::Bson::Null })
-        .await?)
 }

@@ -151,7 +151,8 @@ pub async fn send_message(app: &App, caller: &Caller, args: SendMessage) -> Resu
     let stored = match chat::store_message(app, new, created_at, deliver_after).await {
         Ok(s) => s,
         Err(e) => {
-            inbox.close().await;
+            // Nothing was delivered under it, so nothing is left to record.
+            let _ = inbox.close().await;
             return Err(e);
         }
     };
@@ -159,7 +160,7 @@ pub async fn send_message(app: &App, caller: &Caller, args: SendMessage) -> Resu
         inbox.stored(&stored.message);
         Some(inbox)
     } else {
-        inbox.close().await;
+        let _ = inbox.close().await;
         None
     };
     Ok(Sent {
@@ -171,8 +172,9 @@ pub async fn send_message(app: &App, caller: &Caller, args: SendMessage) -> Resu
 
 /// What [`Sent::fan_out`] did under the inbox lease.
 enum Fanned {
-    /// Delivered at once: what the delivery marked, and the connections it read (for the
-    /// echo and the `delivered` notices that follow once the inbox is closed).
+    /// Delivered at once: what the delivery marked (with its last round, recorded as the
+    /// inbox closed), and the connections it read (for the echo and the `delivered` notices
+    /// that follow).
     Now {
         delivered: Result<Vec<fanout::Delivered>>,
         conns: Vec<crate::store::ConnectionDoc>,
@@ -194,42 +196,51 @@ impl Sent {
 
     /// [`Sent::fan_out`], with `alongside` (the sender's ack) running concurrently with the
     /// delivery: it is done before any `delivered` notice goes out, and the inbox is not
-    /// held for it alone.
+    /// held for it.
     pub async fn fan_out_with(mut self, app: &App, alongside: impl Future<Output = ()>) {
         let Some(inbox) = self.inbox.take() else {
             alongside.await;
             return;
         };
-        let (result, ()) = futures::join!(self.fan_out_inner(app, &inbox), alongside);
-        // The notices need no lease: they go out while it is given back.
-        let notify = async {
+        let delivery = async {
+            let result = self.fan_out_inner(app, &inbox).await;
+            // Given back as soon as the recipient's devices have the message; the notices
+            // need no lease.
+            let last_round = inbox.close().await;
             match result {
                 Ok(Fanned::Now { delivered, conns }) => {
-                    let users = [self.event.from, self.event.to];
-                    let known = fanout::Known {
-                        users: &users,
-                        conns: &conns,
-                    };
-                    // The echo to the sender's devices goes with its `delivered` (one log
-                    // append for both); if the delivery failed, alone.
-                    let delivered = delivered.unwrap_or_else(|e| {
-                        tracing::warn!(error = %e, "delivery failed; it waits for the next push");
-                        Vec::new()
-                    });
-                    fanout::notify_senders(
-                        app,
-                        self.event.to,
-                        &delivered,
-                        Some(known),
-                        Some(&self.event),
-                    )
-                    .await
+                    let delivered = delivered.map(|d| fanout::with_last_round(d, last_round));
+                    Ok(Fanned::Now { delivered, conns })
                 }
-                Ok(Fanned::Queued) => Ok(()),
-                Err(e) => Err(e),
+                other => other,
             }
         };
-        let ((), notified) = futures::join!(inbox.close(), notify);
+        let (result, ()) = futures::join!(delivery, alongside);
+        let notified = match result {
+            Ok(Fanned::Now { delivered, conns }) => {
+                let users = [self.event.from, self.event.to];
+                let known = fanout::Known {
+                    users: &users,
+                    conns: &conns,
+                };
+                // The echo to the sender's devices goes with its `delivered` (one log
+                // append for both); if the delivery failed, alone.
+                let delivered = delivered.unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "delivery failed; it waits for the next push");
+                    Vec::new()
+                });
+                fanout::notify_senders(
+                    app,
+                    self.event.to,
+                    &delivered,
+                    Some(known),
+                    Some(&self.event),
+                )
+                .await
+            }
+            Ok(Fanned::Queued) => Ok(()),
+            Err(e) => Err(e),
+        };
         if let Err(e) = notified {
             tracing::warn!(error = %e, "fan-out failed; the message stays undelivered until a push succeeds");
         }

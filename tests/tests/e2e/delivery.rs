@@ -11,6 +11,7 @@ use harness::client::mobile;
 use harness::ws::{RawSio, RawWsExt, WAIT};
 use harness::{EnvOptions, TestEnv};
 use serde_json::json;
+use shared::store::Handback;
 
 fn oid(hex: &str) -> ObjectId {
     ObjectId::parse_str(hex).unwrap()
@@ -475,7 +476,7 @@ async fn a_slow_holder_keeps_its_lease_and_learns_when_it_is_lost() {
     );
     assert!(!keep.lost());
     drop(keep);
-    store.release(lease, None, false).await;
+    store.release(lease, Handback::default()).await;
     let next = store.acquire(&key, ttl, Duration::ZERO).await.unwrap();
     let keep = store.keep_alive(&next);
     // Another holder takes it (as after a stall longer than the ttl): the renewal notices.
@@ -491,6 +492,71 @@ async fn a_slow_holder_keeps_its_lease_and_learns_when_it_is_lost() {
         keep.lost()
     })
     .await;
+}
+
+/// A delivery's last round is recorded while the inbox lease is given back, and the lease
+/// hands the next holder those messages' ids: it counts them as delivered even before their
+/// record lands, so it neither counts them in a welcome nor pushes them again. The holder
+/// after it is handed nothing of them, and a message whose record never landed is
+/// undelivered again.
+#[tokio::test]
+async fn a_last_round_still_being_recorded_is_not_pushed_again_by_the_next_holder() {
+    let env = TestEnv::start().await;
+    let a = env.api.login(&mobile(310)).await;
+    let b = env.api.login(&mobile(311)).await;
+    let (from, to) = (oid(&a.user_id), oid(&b.user_id));
+    // Pushed by the last holder; its `delivered_at` is still on its way.
+    let pushed = message(
+        from,
+        to,
+        "pushed",
+        bson::DateTime::now().timestamp_millis() - 1_000,
+    );
+    let id = pushed.get_object_id("_id").unwrap();
+    env.db
+        .collection::<bson::Document>("messages")
+        .insert_one(pushed)
+        .await
+        .unwrap();
+    let store = &env.app().store;
+    let key = format!("inbox:{}", b.user_id);
+    let lease = store
+        .acquire(&key, Duration::from_secs(20), WAIT)
+        .await
+        .unwrap();
+    let handback = Handback {
+        last: None,
+        settled: true,
+        finishing: vec![id],
+    };
+    store.release(lease, handback).await;
+    // The next holder: a device of B going live.
+    let (mut first, welcome) = RawSio::login(&env.ws_url(""), &b.token).await;
+    assert_eq!(
+        welcome["pending"], 0,
+        "the message being recorded is not waiting"
+    );
+    // The holder after it (a second device going live) was handed nothing: the message, still
+    // unrecorded, waits, and goes to both devices, once each.
+    let (mut second, welcome) = RawSio::login(&env.ws_url(""), &b.token).await;
+    assert_eq!(welcome["pending"], 1);
+    assert_eq!(second.wait_event("message").await["text"], "pushed");
+    assert_eq!(first.wait_event("message").await["text"], "pushed");
+    harness::eventually("the message is marked delivered", WAIT, || async {
+        harness::count(
+            &env.db,
+            "messages",
+            doc! {"_id": id, "delivered_at": {"$ne": null}},
+        )
+        .await
+            == 1
+    })
+    .await;
+    // Nothing more for the first device: a message sent now is the next thing it gets.
+    let (mut sa, _) = RawSio::login(&env.ws_url(""), &a.token).await;
+    sa.emit_ack("send_message", json!({"to": b.user_id, "text": "next"}))
+        .await;
+    assert_eq!(first.wait_event("message").await["text"], "next");
 }
 
 /// Whether `user`'s inbox lease was last given back settled (nothing left undelivered).
