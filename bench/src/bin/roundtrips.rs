@@ -4,6 +4,11 @@
 //! with the Socket.IO protocol, warms up, then sends messages one at a time (each waits for
 //! its `message` at the recipient and `delivered` at the sender) and divides the commands
 //! the server issued by the messages delivered. Prints a JSON report.
+//!
+//! With `LOAD_USERS` (and `LOAD_MESSAGES`, default 20) it counts under load instead:
+//! `chat-load`'s run at those settings against the same in-process gateway, the commands
+//! from its first send on, by command and collection (a lease's failed tries show as
+//! `findAndModify locks`).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -28,6 +33,10 @@ async fn main() -> anyhow::Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(200);
+    let load_users: Option<usize> = std::env::var("LOAD_USERS")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    let by_collection = load_users.is_some();
     let counts: Counts = Arc::default();
     let mut opts = ClientOptions::parse(&uri).await?;
     let sink = counts.clone();
@@ -35,7 +44,11 @@ async fn main() -> anyhow::Result<()> {
         if let CommandEvent::Started(s) = ev
             && let Ok(mut c) = sink.lock()
         {
-            *c.entry(s.command_name).or_default() += 1;
+            let key = match s.command.get_str(&s.command_name) {
+                Ok(coll) if by_collection => format!("{} {coll}", s.command_name),
+                _ => s.command_name,
+            };
+            *c.entry(key).or_default() += 1;
         }
     }));
     let client = mongodb::Client::with_options(opts)?;
@@ -46,6 +59,8 @@ async fn main() -> anyhow::Result<()> {
         ("RUN_MIGRATIONS", "1"),
         ("CHAT_EXPERIMENTS", "off"),
         ("EVENTS_PER_USER", "1000000"),
+        ("OTP_REQUESTS_PER_IP", "1000000"),
+        ("VERIFY_ATTEMPTS_PER_IP", "1000000"),
     ];
     let config = shared::config::Config::from_lookup(|k| {
         vars.iter()
@@ -65,6 +80,16 @@ async fn main() -> anyhow::Result<()> {
     );
     let options_post_latency_ms = options.post_latency.as_millis() as u64;
     let gw = local_gateway::start(options).await?;
+    if let Some(users) = load_users {
+        let messages = std::env::var("LOAD_MESSAGES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(20);
+        under_load(&gw, &counts, users, messages).await?;
+        client.database(&db).drop().await?;
+        gw.stop().await;
+        return Ok(());
+    }
     let http = reqwest::Client::new();
     let base = gw.http_url();
     let a = chat_load::login(&http, &base).await?;
@@ -131,5 +156,61 @@ async fn main() -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(&report)?);
     client.database(&db).drop().await?;
     gw.stop().await;
+    Ok(())
+}
+
+/// The commands of a `chat-load` run (from its first send on), per delivered message.
+async fn under_load(
+    gw: &local_gateway::Gateway,
+    counts: &Counts,
+    users: usize,
+    messages: usize,
+) -> anyhow::Result<()> {
+    use std::sync::atomic::Ordering;
+    let progress = Arc::new(chat_load::Progress::default());
+    let cfg = chat_load::LoadConfig {
+        http: gw.http_url(),
+        ws: format!("{}/socket.io/", gw.ws_url()),
+        users,
+        messages,
+        rate: None,
+        duration: Duration::from_secs(300),
+        concurrency: 32,
+    };
+    // Logins and connects are not counted: the counts start with the chat phase.
+    let watch = {
+        let (progress, counts) = (progress.clone(), counts.clone());
+        tokio::spawn(async move {
+            while progress.phase.load(Ordering::Relaxed) < 2 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            if let Ok(mut c) = counts.lock() {
+                c.clear();
+            }
+        })
+    };
+    let report = chat_load::run(&cfg, progress).await?;
+    watch.await?;
+    let by = counts
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?
+        .clone();
+    let n = report.delivered.max(1) as f64;
+    let total: u64 = by.values().sum();
+    let out = json!({
+        "users": report.users,
+        "messages_delivered": report.delivered,
+        "lost": report.lost,
+        "duplicated": report.duplicated,
+        "reordered": report.reordered,
+        "errors": report.errors,
+        "delivered_per_second": report.delivered_per_second,
+        "commands_per_delivered_message": total as f64 / n,
+        "by_command": by
+            .iter()
+            .map(|(k, v)| (k.clone(), json!(((*v as f64 / n) * 100.0).round() / 100.0)))
+            .collect::<serde_json::Map<_, _>>(),
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
 }

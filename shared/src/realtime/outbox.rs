@@ -91,7 +91,7 @@ pub async fn log_all(app: &App, user: UserId, events: &[ServerEvent]) -> Vec<Opt
 
 /// Posts an event already logged at `offset` to `conns`, in parallel; returns the ids that
 /// took it.
-pub async fn post_event(
+async fn post_event(
     app: &App,
     conns: &[ConnectionDoc],
     event: &ServerEvent,
