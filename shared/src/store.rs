@@ -292,6 +292,10 @@ pub struct LockDoc {
     /// lease is given back). The next holder treats them as done.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub finishing: Vec<ObjectId>,
+    /// When a holder last changed who the work reaches (an inbox: a device went live under
+    /// it), by that holder's clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_at: Option<DateTime>,
 }
 
 /// What a holder hands the next one when it gives a lease back ([`Store::release`]).
@@ -303,6 +307,8 @@ pub struct Handback {
     pub settled: bool,
     /// See [`LockDoc::finishing`].
     pub finishing: Vec<ObjectId>,
+    /// See [`LockDoc::live_at`]; kept as it was when `None`.
+    pub live_at: Option<DateTime>,
 }
 
 /// A lease held on one key; give it back with [`Store::release`].
@@ -317,6 +323,8 @@ pub struct Lease {
     pub settled: bool,
     /// What the previous holder was still recording (see [`LockDoc::finishing`]).
     pub finishing: Vec<ObjectId>,
+    /// See [`LockDoc::live_at`].
+    pub live_at: Option<DateTime>,
     taken_at: std::time::Instant,
 }
 
@@ -438,6 +446,7 @@ impl Store {
                         ttl,
                         last: before.as_ref().and_then(|d| d.last),
                         settled: before.as_ref().is_some_and(|d| d.settled),
+                        live_at: before.as_ref().and_then(|d| d.live_at),
                         finishing: before.map(|d| d.finishing).unwrap_or_default(),
                         taken_at: std::time::Instant::now(),
                     });
@@ -504,6 +513,7 @@ impl Store {
             last,
             settled,
             finishing,
+            live_at,
         } = handback;
         let held = lease.taken_at.elapsed();
         if held > Duration::from_secs(1) {
@@ -519,6 +529,9 @@ impl Store {
         };
         if let Some(last) = last {
             set.insert("last", last);
+        }
+        if let Some(live_at) = live_at {
+            set.insert("live_at", live_at);
         }
         let released = self
             .locks

@@ -68,6 +68,9 @@ pub enum Due {
 /// while it runs (see [`Store::keep_alive`]), so this is how long a holder that died blocks
 /// the inbox.
 pub const INBOX_LEASE: Duration = Duration::from_secs(20);
+/// The most two instances' clocks are assumed to differ by (see
+/// [`Inbox::devices_changed_since`]).
+pub const CLOCK_SKEW: Duration = Duration::from_secs(1);
 /// How long to wait for another holder of an inbox.
 const WAIT_FOR_INBOX: Duration = Duration::from_secs(8);
 /// Messages pushed per round (one query, one log append, one post each, one update).
@@ -136,6 +139,8 @@ pub struct Inbox {
     /// Pushed in the last round of a delivery, `delivered_at` not recorded yet: recorded by
     /// [`Inbox::close`] while the lease is given back.
     unmarked: std::sync::Mutex<Vec<MessageDoc>>,
+    /// Set when a device of this user went live under this holder.
+    live_at: Option<bson::DateTime>,
 }
 
 impl Inbox {
@@ -170,6 +175,7 @@ impl Inbox {
             lease: Some(lease),
             newest: None,
             unmarked: std::sync::Mutex::new(Vec::new()),
+            live_at: None,
         })
     }
 
@@ -201,6 +207,17 @@ impl Inbox {
         self.waiting
             .lock()
             .is_ok_and(|w| w.as_ref().is_some_and(Vec::is_empty))
+    }
+
+    /// Whether a device of this user may have gone live after `read_at` (when a list of the
+    /// user's connections read before this lease was taken started): then that list may lack
+    /// it, and must be read again. Allows for [`CLOCK_SKEW`] between instances.
+    pub fn devices_changed_since(&self, read_at: time::Timestamp) -> bool {
+        let since = read_at - chrono::TimeDelta::from_std(CLOCK_SKEW).unwrap_or_default();
+        self.lease
+            .as_ref()
+            .and_then(|l| l.live_at)
+            .is_some_and(|at| time::from_bson(at) >= since)
     }
 
     /// Takes the messages pushed but not recorded yet.
@@ -239,6 +256,7 @@ impl Inbox {
             last: self.newest,
             settled,
             finishing: unmarked.iter().map(|m| m.id).collect(),
+            live_at: self.live_at,
         };
         let lease = self.lease.take();
         let store = &self.store;
@@ -384,6 +402,7 @@ impl Drop for Inbox {
                     last: self.newest,
                     settled: false,
                     finishing: unmarked.iter().map(|m| m.id).collect(),
+                    live_at: self.live_at,
                 };
                 rt.spawn(async move {
                     let release = store.release(lease, handback);
@@ -439,7 +458,7 @@ pub async fn go_live(
         return Ok(false);
     };
     let protocol = conn.protocol;
-    let inbox = Inbox::open(app, user).await?;
+    let mut inbox = Inbox::open(app, user).await?;
     let result: Result<Option<Vec<Delivered>>> = async {
         let json_pid = (protocol == Protocol::Json)
             .then(|| start.map(|s| s.pid().to_owned()))
@@ -515,6 +534,9 @@ pub async fn go_live(
         Ok(Some(inbox.deliver(app, Due::All, None).await?))
     }
     .await;
+    // A device may have gone live under this lease (by now, whatever the result): a send
+    // that read the user's connections before taking it reads them again.
+    inbox.live_at = Some(time::to_bson(time::now()));
     let last_round = inbox.close().await;
     let Some(delivered) = result? else {
         return Ok(false);

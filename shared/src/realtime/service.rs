@@ -119,6 +119,8 @@ pub struct Sent {
     pub event: MessageEvent,
     delay: Option<Duration>,
     inbox: Option<Inbox>,
+    /// The sender's and the recipient's connections (see [`send_message`]).
+    conns: Vec<crate::store::ConnectionDoc>,
 }
 
 /// `send_message`: validates, then stores under the recipient's inbox lease (which orders
@@ -137,7 +139,23 @@ pub async fn send_message(app: &App, caller: &Caller, args: SendMessage) -> Resu
     if !crate::users::exists(app, to).await? {
         return Err(ChatError::UnknownUser.into());
     }
+    // Read before the inbox is taken, so the lease is held one round trip less (and a
+    // recipient's next send, which tends to come as the last delivery gives the lease back,
+    // finds it free more often). A device that went live under the lease since is missing
+    // from them: then they are read again.
+    let users = [caller.user, to];
+    let read_at = time::now();
+    let mut conns = connections::of_users(app, &users).await?;
     let mut inbox = Inbox::open_for_send(app, to).await?;
+    if inbox.devices_changed_since(read_at) {
+        conns = match connections::of_users(app, &users).await {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = inbox.close().await;
+                return Err(e);
+            }
+        };
+    }
     let created_at = inbox.next_created_at();
     let delay = app.experiments.delivery_delay();
     let deliver_after =
@@ -167,6 +185,7 @@ pub async fn send_message(app: &App, caller: &Caller, args: SendMessage) -> Resu
         event: fanout::message_event(&stored.message),
         delay,
         inbox,
+        conns,
     })
 }
 
@@ -202,8 +221,9 @@ impl Sent {
             alongside.await;
             return;
         };
+        let conns = std::mem::take(&mut self.conns);
         let delivery = async {
-            let result = self.fan_out_inner(app, &inbox).await;
+            let result = self.fan_out_inner(app, &inbox, conns).await;
             // Given back as soon as the recipient's devices have the message; the notices
             // need no lease.
             let last_round = inbox.close().await;
@@ -248,10 +268,14 @@ impl Sent {
 
     /// Delivers the message at once, or echoes it and queues its delivery for after its
     /// delay.
-    async fn fan_out_inner(&self, app: &App, inbox: &Inbox) -> Result<Fanned> {
+    async fn fan_out_inner(
+        &self,
+        app: &App,
+        inbox: &Inbox,
+        conns: Vec<crate::store::ConnectionDoc>,
+    ) -> Result<Fanned> {
         let (from, to) = (self.event.from, self.event.to);
         let users = [from, to];
-        let conns = connections::of_users(app, &users).await?;
         match self.delay {
             None => {
                 let known = fanout::Known {

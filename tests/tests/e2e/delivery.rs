@@ -528,6 +528,7 @@ async fn a_last_round_still_being_recorded_is_not_pushed_again_by_the_next_holde
         last: None,
         settled: true,
         finishing: vec![id],
+        live_at: None,
     };
     store.release(lease, handback).await;
     // The next holder: a device of B going live.
@@ -557,6 +558,63 @@ async fn a_last_round_still_being_recorded_is_not_pushed_again_by_the_next_holde
     sa.emit_ack("send_message", json!({"to": b.user_id, "text": "next"}))
         .await;
     assert_eq!(first.wait_event("message").await["text"], "next");
+}
+
+/// A send reads the sender's and the recipient's connections before it takes the
+/// recipient's inbox. A device that goes live under the inbox while the send waits for it is
+/// missing from that list; the lease says a device went live, so the send reads them again
+/// and the device gets the message at once (no sweep runs here to deliver it later).
+#[tokio::test]
+async fn a_device_that_goes_live_while_a_send_waits_for_the_inbox_gets_the_message() {
+    let env = TestEnv::with(EnvOptions {
+        schedule_every: Duration::from_secs(3600),
+        ..EnvOptions::default()
+    })
+    .await;
+    let a = env.api.login(&mobile(330)).await;
+    let b = env.api.login(&mobile(331)).await;
+    let (mut sa, _) = RawSio::login(&env.ws_url(""), &a.token).await;
+    let (mut sb, _) = RawSio::login(&env.ws_url(""), &b.token).await;
+    harness::eventually("b's inbox is given back after going live", WAIT, || async {
+        inbox_settled(&env, &b.user_id).await
+    })
+    .await;
+    // B's device is not live yet when the send reads connections; the inbox is held, as by
+    // the device going live.
+    let connections = env.db.collection::<bson::Document>("connections");
+    let b_conns = doc! { "user_id": oid(&b.user_id) };
+    connections
+        .update_many(b_conns.clone(), doc! { "$set": { "live": false } })
+        .await
+        .unwrap();
+    let store = &env.app().store;
+    let key = format!("inbox:{}", b.user_id);
+    let lease = store
+        .acquire(&key, Duration::from_secs(20), WAIT)
+        .await
+        .unwrap();
+    sa.emit(
+        "send_message",
+        json!({"to": b.user_id, "text": "meanwhile"}),
+    )
+    .await;
+    // The send has been counted against A's rate limit: it reads connections next.
+    let bucket = format!("bucket:events:{}", a.user_id);
+    harness::eventually("the send has started", WAIT, || async {
+        harness::count(&env.db, "rate_limits", doc! { "_id": &bucket }).await == 1
+    })
+    .await;
+    // The device goes live, and the inbox is given back saying so.
+    connections
+        .update_many(b_conns, doc! { "$set": { "live": true } })
+        .await
+        .unwrap();
+    let handback = Handback {
+        live_at: Some(bson::DateTime::now()),
+        ..Handback::default()
+    };
+    store.release(lease, handback).await;
+    assert_eq!(sb.wait_event("message").await["text"], "meanwhile");
 }
 
 /// Whether `user`'s inbox lease was last given back settled (nothing left undelivered).
