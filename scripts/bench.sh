@@ -107,6 +107,8 @@ echo "== MongoDB round trips per delivered message"
 MESSAGES=300 target/release/bench-roundtrips | tee "$out/roundtrips.json"
 echo "== the same with an AWS-like 15 ms on every @connections post"
 POST_LATENCY_MS=15 MESSAGES=300 target/release/bench-roundtrips | tee "$out/roundtrips-15ms.json"
+echo "== MongoDB commands per delivered message under load (chat-load 200 x 20), by collection"
+LOAD_USERS=200 LOAD_MESSAGES=20 target/release/bench-roundtrips | tee "$out/commands-200x20.json"
 
 if [ -z "${BENCH_RUNS:-}" ]; then
   echo "== cold starts"

@@ -79,7 +79,7 @@ if rt:
     for k, v in rt["by_command"].items():
         print(f"| {k} | {v:.2f} |")
     print()
-    print("What they are: the sender's rate-limit bucket (`update`); the recipient's inbox lease, taken (`findAndModify`) and given back (`update`); the message (`insert`); both conversation summaries (one `update` of two statements); the sender's and recipient's live connections (one `find`); `delivered_at` (`update`); and two recovery-log appends, the recipient's `message` and the sender's echo with its `delivered` (one append for both), each an `$inc` of the user's counter (`findAndModify`) and one `insert`. The recipient's undelivered messages cost one more `find` when the inbox lease was not given back settled (the last holder left something undelivered, or died). Under contention (several sends to one recipient at once) each wait for the inbox lease adds `findAndModify` tries.\n")
+    print("What they are: the sender's rate-limit bucket (`update`); the recipient's inbox lease, taken (`findAndModify`) and given back (`update`); the message (`insert`); both conversation summaries (one `update` of two statements); the sender's and recipient's live connections (one `find`, before the lease is taken; a second one when a device of the recipient went live under the lease since, which the send cannot tell from one that went live in the second before it started: so a send within a second of a device going live costs one more); `delivered_at` (`update`, while the lease is given back); and two recovery-log appends, the recipient's `message` and the sender's echo with its `delivered` (one append for both), each an `$inc` of the user's counter (`findAndModify`) and one `insert`. The recipient's undelivered messages cost one more `find` when the inbox lease was not given back settled (the last holder left something undelivered, or died). Under contention (several sends to one recipient at once) each wait for the inbox lease adds `findAndModify` tries.\n")
     print("@connections posts per message, one device each: the ack, the `message` to the recipient, then the echo and the `delivered` to the sender (4), all from the one `$default` invocation; the ack goes out alongside the delivery, and the echo and the `delivered` go out together once the delivery is recorded.\n")
     print("| @connections latency | emit → recipient's `message` p50 / p99 ms | emit → sender's `delivered` p50 / p99 ms |")
     print("|---|---|---|")
@@ -90,6 +90,17 @@ if rt:
     print("The time to the sender's `delivered` is the handler's critical path (it is the last post of the invocation), as a client sees it.\n")
 else:
     print("(not run)\n")
+
+under = load("commands-200x20.json")
+if under:
+    print(f"Under load: {under['commands_per_delivered_message']:.2f} commands per delivered message in a `chat-load` run of {under['users']} users × {under['messages_delivered'] // max(under['users'], 1)} messages flat out against the same in-process gateway ({under['delivered_per_second']:.0f} messages/s), counted from the first send on, by command and collection (`LOAD_USERS=200 bench-roundtrips`). What is over the list above is contention: `findAndModify locks` over 1 is the inbox lease's failed tries, `find connections` and `find users` over their share are the function instances' caches filling.\n")
+    print("| command | collection | per message |")
+    print("|---|---|---|")
+    for k, v in under["by_command"].items():
+        if v:
+            cmd, _, coll = k.partition(" ")
+            print(f"| {cmd} | {coll} | {v:.2f} |")
+    print()
 
 # AWS prices (us-east-1, arm64), from the price list pages aws.amazon.com/api-gateway/pricing
 # and aws.amazon.com/lambda/pricing: WebSocket API $1.00 per million messages (first billion;
