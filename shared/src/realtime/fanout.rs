@@ -258,15 +258,7 @@ impl Inbox {
             finishing: unmarked.iter().map(|m| m.id).collect(),
             live_at: self.live_at,
         };
-        let lease = self.lease.take();
-        let store = &self.store;
-        let release = async {
-            if let Some(lease) = lease {
-                store.release(lease, handback).await;
-            }
-        };
-        let (marked, ()) = futures::join!(record_delivered(store, &unmarked), release);
-        marked
+        hand_back(&self.store, self.lease.take(), handback, &unmarked).await
     }
 
     /// Fails once the lease is known to be lost: nothing more may be pushed under it.
@@ -405,8 +397,7 @@ impl Drop for Inbox {
                     live_at: self.live_at,
                 };
                 rt.spawn(async move {
-                    let release = store.release(lease, handback);
-                    let (marked, ()) = futures::join!(record_delivered(&store, &unmarked), release);
+                    let marked = hand_back(&store, Some(lease), handback, &unmarked).await;
                     if let Err(e) = marked {
                         tracing::warn!(error = %e, "could not record a delivery");
                     }
@@ -414,6 +405,23 @@ impl Drop for Inbox {
             }
         }
     }
+}
+
+/// Gives `lease` back while recording `unmarked` (a delivery's last round) as delivered;
+/// returns what the record marked.
+async fn hand_back(
+    store: &Store,
+    lease: Option<Lease>,
+    handback: Handback,
+    unmarked: &[MessageDoc],
+) -> Result<Vec<Delivered>> {
+    let release = async {
+        if let Some(lease) = lease {
+            store.release(lease, handback).await;
+        }
+    };
+    let (marked, ()) = futures::join!(record_delivered(store, unmarked), release);
+    marked
 }
 
 /// Delivers what waits for `recipient` under their inbox lease; returns how many messages

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bson::{doc, oid::ObjectId};
 use futures::TryStreamExt;
-use harness::client::mobile;
+use harness::client::{User, mobile};
 use harness::ws::{RawSio, RawWsExt, WAIT};
 use harness::{EnvOptions, TestEnv};
 use serde_json::json;
@@ -566,19 +566,8 @@ async fn a_last_round_still_being_recorded_is_not_pushed_again_by_the_next_holde
 /// and the device gets the message at once (no sweep runs here to deliver it later).
 #[tokio::test]
 async fn a_device_that_goes_live_while_a_send_waits_for_the_inbox_gets_the_message() {
-    let env = TestEnv::with(EnvOptions {
-        schedule_every: Duration::from_secs(3600),
-        ..EnvOptions::default()
-    })
-    .await;
-    let a = env.api.login(&mobile(330)).await;
-    let b = env.api.login(&mobile(331)).await;
-    let (mut sa, _) = RawSio::login(&env.ws_url(""), &a.token).await;
-    let (mut sb, _) = RawSio::login(&env.ws_url(""), &b.token).await;
-    harness::eventually("b's inbox is given back after going live", WAIT, || async {
-        inbox_settled(&env, &b.user_id).await
-    })
-    .await;
+    let env = env_with_sweep_every(Duration::from_secs(3600)).await;
+    let (a, b, mut sa, mut sb) = both_online(&env, 330).await;
     // B's device is not live yet when the send reads connections; the inbox is held, as by
     // the device going live.
     let connections = env.db.collection::<bson::Document>("connections");
@@ -617,6 +606,29 @@ async fn a_device_that_goes_live_while_a_send_waits_for_the_inbox_gets_the_messa
     assert_eq!(sb.wait_event("message").await["text"], "meanwhile");
 }
 
+async fn env_with_sweep_every(period: Duration) -> TestEnv {
+    TestEnv::with(EnvOptions {
+        schedule_every: period,
+        ..EnvOptions::default()
+    })
+    .await
+}
+
+/// Users A and B (mobiles `n` and `n + 1`), each with one device live; B's device found
+/// nothing waiting, and going live gave B's inbox lease back settled.
+async fn both_online(env: &TestEnv, n: u32) -> (User, User, RawSio, RawSio) {
+    let a = env.api.login(&mobile(n)).await;
+    let b = env.api.login(&mobile(n + 1)).await;
+    let (sa, _) = RawSio::login(&env.ws_url(""), &a.token).await;
+    let (sb, welcome) = RawSio::login(&env.ws_url(""), &b.token).await;
+    assert_eq!(welcome["pending"], 0);
+    harness::eventually("b's inbox is settled after going live", WAIT, || async {
+        inbox_settled(env, &b.user_id).await
+    })
+    .await;
+    (a, b, sa, sb)
+}
+
 /// Whether `user`'s inbox lease was last given back settled (nothing left undelivered).
 async fn inbox_settled(env: &TestEnv, user: &str) -> bool {
     env.db
@@ -629,21 +641,8 @@ async fn inbox_settled(env: &TestEnv, user: &str) -> bool {
 
 #[tokio::test]
 async fn a_settled_inbox_skips_the_query_and_the_sweep_still_finds_what_it_did_not_know() {
-    let env = TestEnv::with(EnvOptions {
-        schedule_every: Duration::from_millis(1500),
-        ..EnvOptions::default()
-    })
-    .await;
-    let a = env.api.login(&mobile(320)).await;
-    let b = env.api.login(&mobile(321)).await;
-    let (mut sa, _) = RawSio::login(&env.ws_url(""), &a.token).await;
-    let (mut sb, welcome) = RawSio::login(&env.ws_url(""), &b.token).await;
-    assert_eq!(welcome["pending"], 0);
-    // Going live delivered everything there was: the lease went back settled.
-    harness::eventually("b's inbox is settled after going live", WAIT, || async {
-        inbox_settled(&env, &b.user_id).await
-    })
-    .await;
+    let env = env_with_sweep_every(Duration::from_millis(1500)).await;
+    let (a, b, mut sa, mut sb) = both_online(&env, 320).await;
     sa.emit_ack("send_message", json!({"to": b.user_id, "text": "first"}))
         .await;
     assert_eq!(sb.wait_event("message").await["text"], "first");
