@@ -220,6 +220,17 @@ impl Inbox {
             .is_some_and(|at| time::from_bson(at) >= since)
     }
 
+    /// What the next holder learns when the lease is given back, `unmarked` still being
+    /// recorded.
+    fn handback(&self, settled: bool, unmarked: &[MessageDoc]) -> Handback {
+        Handback {
+            last: self.newest,
+            settled,
+            finishing: unmarked.iter().map(|m| m.id).collect(),
+            live_at: self.live_at,
+        }
+    }
+
     /// Takes the messages pushed but not recorded yet.
     fn take_unmarked(&self) -> Vec<MessageDoc> {
         self.unmarked
@@ -252,12 +263,7 @@ impl Inbox {
         self.keep.take();
         let settled = self.settled();
         let unmarked = self.take_unmarked();
-        let handback = Handback {
-            last: self.newest,
-            settled,
-            finishing: unmarked.iter().map(|m| m.id).collect(),
-            live_at: self.live_at,
-        };
+        let handback = self.handback(settled, &unmarked);
         hand_back(&self.store, self.lease.take(), handback, &unmarked).await
     }
 
@@ -390,12 +396,7 @@ impl Drop for Inbox {
             let store = self.store.clone();
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
                 let unmarked = self.take_unmarked();
-                let handback = Handback {
-                    last: self.newest,
-                    settled: false,
-                    finishing: unmarked.iter().map(|m| m.id).collect(),
-                    live_at: self.live_at,
-                };
+                let handback = self.handback(false, &unmarked);
                 rt.spawn(async move {
                     let marked = hand_back(&store, Some(lease), handback, &unmarked).await;
                     if let Err(e) = marked {

@@ -192,11 +192,9 @@ pub async fn send_message(app: &App, caller: &Caller, args: SendMessage) -> Resu
 /// What [`Sent::fan_out`] did under the inbox lease.
 enum Fanned {
     /// Delivered at once: what the delivery marked (with its last round, recorded as the
-    /// inbox closed), and the connections it read (for the echo and the `delivered` notices
-    /// that follow).
+    /// inbox closed).
     Now {
         delivered: Result<Vec<fanout::Delivered>>,
-        conns: Vec<crate::store::ConnectionDoc>,
     },
     /// Echoed, and queued for after the latency illusion's delay.
     Queued,
@@ -221,27 +219,26 @@ impl Sent {
             alongside.await;
             return;
         };
-        let conns = std::mem::take(&mut self.conns);
         let delivery = async {
-            let result = self.fan_out_inner(app, &inbox, conns).await;
+            let result = self.fan_out_inner(app, &inbox, &self.conns).await;
             // Given back as soon as the recipient's devices have the message; the notices
             // need no lease.
             let last_round = inbox.close().await;
             match result {
-                Ok(Fanned::Now { delivered, conns }) => {
+                Ok(Fanned::Now { delivered }) => {
                     let delivered = delivered.map(|d| fanout::with_last_round(d, last_round));
-                    Ok(Fanned::Now { delivered, conns })
+                    Ok(Fanned::Now { delivered })
                 }
                 other => other,
             }
         };
         let (result, ()) = futures::join!(delivery, alongside);
         let notified = match result {
-            Ok(Fanned::Now { delivered, conns }) => {
+            Ok(Fanned::Now { delivered }) => {
                 let users = [self.event.from, self.event.to];
                 let known = fanout::Known {
                     users: &users,
-                    conns: &conns,
+                    conns: &self.conns,
                 };
                 // The echo to the sender's devices goes with its `delivered` (one log
                 // append for both); if the delivery failed, alone.
@@ -272,7 +269,7 @@ impl Sent {
         &self,
         app: &App,
         inbox: &Inbox,
-        conns: Vec<crate::store::ConnectionDoc>,
+        conns: &[crate::store::ConnectionDoc],
     ) -> Result<Fanned> {
         let (from, to) = (self.event.from, self.event.to);
         let users = [from, to];
@@ -280,10 +277,10 @@ impl Sent {
             None => {
                 let known = fanout::Known {
                     users: &users,
-                    conns: &conns,
+                    conns,
                 };
                 let delivered = inbox.deliver(app, Due::Now, Some(known)).await;
-                Ok(Fanned::Now { delivered, conns })
+                Ok(Fanned::Now { delivered })
             }
             Some(delay) => {
                 let senders: Vec<_> = conns

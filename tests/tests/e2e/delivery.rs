@@ -519,11 +519,7 @@ async fn a_last_round_still_being_recorded_is_not_pushed_again_by_the_next_holde
         .await
         .unwrap();
     let store = &env.app().store;
-    let key = format!("inbox:{}", b.user_id);
-    let lease = store
-        .acquire(&key, Duration::from_secs(20), WAIT)
-        .await
-        .unwrap();
+    let lease = hold_inbox(env.app(), &b.user_id).await;
     let handback = Handback {
         last: None,
         settled: true,
@@ -577,11 +573,7 @@ async fn a_device_that_goes_live_while_a_send_waits_for_the_inbox_gets_the_messa
         .await
         .unwrap();
     let store = &env.app().store;
-    let key = format!("inbox:{}", b.user_id);
-    let lease = store
-        .acquire(&key, Duration::from_secs(20), WAIT)
-        .await
-        .unwrap();
+    let lease = hold_inbox(env.app(), &b.user_id).await;
     sa.emit(
         "send_message",
         json!({"to": b.user_id, "text": "meanwhile"}),
@@ -604,6 +596,15 @@ async fn a_device_that_goes_live_while_a_send_waits_for_the_inbox_gets_the_messa
     };
     store.release(lease, handback).await;
     assert_eq!(sb.wait_event("message").await["text"], "meanwhile");
+}
+
+/// Takes `user`'s inbox lease, as a holder delivering to them does.
+async fn hold_inbox(app: &shared::App, user: &str) -> shared::store::Lease {
+    let key = format!("inbox:{user}");
+    app.store
+        .acquire(&key, Duration::from_secs(20), WAIT)
+        .await
+        .unwrap()
 }
 
 async fn env_with_sweep_every(period: Duration) -> TestEnv {
