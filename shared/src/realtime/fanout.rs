@@ -71,6 +71,9 @@ pub const INBOX_LEASE: Duration = Duration::from_secs(20);
 /// The most two instances' clocks are assumed to differ by (see
 /// [`Inbox::devices_changed_since`]).
 pub const CLOCK_SKEW: Duration = Duration::from_secs(1);
+/// At most this many ids of earlier holders' unrecorded messages are handed on (a record
+/// that failed for good leaves its ids until a query sees them; this bounds the lease).
+const HANDED_ON: usize = 256;
 /// How long to wait for another holder of an inbox.
 const WAIT_FOR_INBOX: Duration = Duration::from_secs(8);
 /// Messages pushed per round (one query, one log append, one post each, one update).
@@ -139,6 +142,10 @@ pub struct Inbox {
     /// Pushed in the last round of a delivery, `delivered_at` not recorded yet: recorded by
     /// [`Inbox::close`] while the lease is given back.
     unmarked: std::sync::Mutex<Vec<MessageDoc>>,
+    /// Messages an earlier holder pushed whose record may not have landed: handed on from
+    /// holder to holder until a query sees them recorded (a record can take longer than a
+    /// holder, when it is retried).
+    finishing: std::sync::Mutex<Vec<bson::oid::ObjectId>>,
     /// Set when a device of this user went live under this holder.
     live_at: Option<bson::DateTime>,
 }
@@ -172,6 +179,7 @@ impl Inbox {
             store: app.store.clone(),
             keep: Some(app.store.keep_alive(&lease)),
             waiting: std::sync::Mutex::new(known),
+            finishing: std::sync::Mutex::new(lease.finishing.clone()),
             lease: Some(lease),
             newest: None,
             unmarked: std::sync::Mutex::new(Vec::new()),
@@ -226,7 +234,13 @@ impl Inbox {
         Handback {
             last: self.newest,
             settled,
-            finishing: unmarked.iter().map(|m| m.id).collect(),
+            finishing: {
+                let mut ids: Vec<_> = unmarked.iter().map(|m| m.id).collect();
+                if let Ok(earlier) = self.finishing.lock() {
+                    ids.extend(earlier.iter().take(HANDED_ON).copied());
+                }
+                ids
+            },
             live_at: self.live_at,
         }
     }
@@ -242,16 +256,23 @@ impl Inbox {
     /// Whether the previous holder was still recording `id` as delivered when it gave the
     /// lease back.
     fn finishing(&self, id: &bson::oid::ObjectId) -> bool {
-        self.lease
-            .as_ref()
-            .is_some_and(|l| l.finishing.contains(id))
+        self.finishing.lock().is_ok_and(|f| f.contains(id))
+    }
+
+    /// Forgets the handed-on ids a full read of what is undelivered (`undelivered`) no
+    /// longer holds: their records have landed.
+    fn recorded(&self, undelivered: &[MessageDoc]) {
+        if let Ok(mut f) = self.finishing.lock() {
+            f.retain(|id| undelivered.iter().any(|m| m.id == *id));
+        }
     }
 
     /// How many messages wait in this inbox.
     pub async fn pending_count(&self, app: &App) -> Result<u64> {
         let mut filter = doc! { "to": self.user.object_id(), "delivered_at": bson::Bson::Null };
-        if let Some(lease) = self.lease.as_ref().filter(|l| !l.finishing.is_empty()) {
-            filter.insert("_id", doc! { "$nin": lease.finishing.clone() });
+        let finishing = self.finishing.lock().map(|f| f.clone()).unwrap_or_default();
+        if !finishing.is_empty() {
+            filter.insert("_id", doc! { "$nin": finishing });
         }
         Ok(app.store.messages.count_documents(filter).await?)
     }
@@ -312,6 +333,9 @@ impl Inbox {
                         .try_collect()
                         .await?;
                     full_page = page.len() as i64 == PAGE;
+                    if !full_page {
+                        self.recorded(&page);
+                    }
                     page.into_iter()
                         .filter(|m| !self.finishing(&m.id))
                         .collect()

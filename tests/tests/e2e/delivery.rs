@@ -496,9 +496,8 @@ async fn a_slow_holder_keeps_its_lease_and_learns_when_it_is_lost() {
 
 /// A delivery's last round is recorded while the inbox lease is given back, and the lease
 /// hands the next holder those messages' ids: it counts them as delivered even before their
-/// record lands, so it neither counts them in a welcome nor pushes them again. The holder
-/// after it is handed nothing of them, and a message whose record never landed is
-/// undelivered again.
+/// record lands, so it neither counts them in a welcome nor pushes them again. Each holder
+/// hands them on until a read of the inbox sees them recorded.
 #[tokio::test]
 async fn a_last_round_still_being_recorded_is_not_pushed_again_by_the_next_holder() {
     let env = TestEnv::start().await;
@@ -520,6 +519,7 @@ async fn a_last_round_still_being_recorded_is_not_pushed_again_by_the_next_holde
         .unwrap();
     let store = &env.app().store;
     let lease = hold_inbox(env.app(), &b.user_id).await;
+    let key = format!("inbox:{}", b.user_id);
     let handback = Handback {
         last: None,
         settled: true,
@@ -533,27 +533,31 @@ async fn a_last_round_still_being_recorded_is_not_pushed_again_by_the_next_holde
         welcome["pending"], 0,
         "the message being recorded is not waiting"
     );
-    // The holder after it (a second device going live) was handed nothing: the message, still
-    // unrecorded, waits, and goes to both devices, once each.
+    // The holder after it (a second device going live) is handed the id on, since no read
+    // saw it recorded yet: still not waiting, not pushed.
     let (mut second, welcome) = RawSio::login(&env.ws_url(""), &b.token).await;
-    assert_eq!(welcome["pending"], 1);
-    assert_eq!(second.wait_event("message").await["text"], "pushed");
-    assert_eq!(first.wait_event("message").await["text"], "pushed");
-    harness::eventually("the message is marked delivered", WAIT, || async {
-        harness::count(
-            &env.db,
-            "messages",
-            doc! {"_id": id, "delivered_at": {"$ne": null}},
+    assert_eq!(welcome["pending"], 0, "handed on while unrecorded");
+    // The record lands; a third device's read sees it, and the id is handed on no more.
+    env.db
+        .collection::<bson::Document>("messages")
+        .update_one(
+            doc! { "_id": id },
+            doc! { "$set": { "delivered_at": bson::DateTime::now() } },
         )
         .await
-            == 1
+        .unwrap();
+    let (_third, welcome) = RawSio::login(&env.ws_url(""), &b.token).await;
+    assert_eq!(welcome["pending"], 0);
+    harness::eventually("the id is no longer handed on", WAIT, || async {
+        harness::count(&env.db, "locks", doc! { "_id": &key, "finishing": id }).await == 0
     })
     .await;
-    // Nothing more for the first device: a message sent now is the next thing it gets.
+    // Nothing was pushed to either device: a message sent now is the next thing each gets.
     let (mut sa, _) = RawSio::login(&env.ws_url(""), &a.token).await;
     sa.emit_ack("send_message", json!({"to": b.user_id, "text": "next"}))
         .await;
     assert_eq!(first.wait_event("message").await["text"], "next");
+    assert_eq!(second.wait_event("message").await["text"], "next");
 }
 
 /// A send reads the sender's and the recipient's connections before it takes the
