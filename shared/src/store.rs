@@ -222,14 +222,14 @@ pub struct PollUpgradeDoc {
     pub expires_at: DateTime,
 }
 
-/// `event_logs`: one per user, the counter of the events sent to them (all their devices)
-/// for connection state recovery: `seq` is the newest offset. Every append takes the next
-/// offsets with one `$inc` and stores each event as its own [`LoggedEventDoc`]. No TTL:
-/// offsets must never start over.
+/// A user's recovery-log head, kept on their inbox lease's document (`locks`, key
+/// [`inbox_key`]): `seq` is the newest offset of the events sent to them (all their devices)
+/// for connection state recovery. An append takes the next offsets with one `$inc`, or with
+/// the inbox lease itself ([`Store::acquire_reserving`]); each event is its own
+/// [`LoggedEventDoc`]. `locks` has no TTL: offsets must never start over.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct EventLogDoc {
-    #[serde(rename = "_id")]
-    pub user_id: ObjectId,
+pub struct LogHeadDoc {
+    #[serde(default)]
     pub seq: i64,
 }
 
@@ -272,8 +272,9 @@ pub struct NamespaceJoin {
     pub sid: String,
 }
 
-/// `locks`: short leases that serialise work on one key (e.g. one recipient's inbox). A
-/// TTL index on `until` forgets a lease an hour after it ran out.
+/// `locks`: short leases that serialise work on one key (e.g. one recipient's inbox). No TTL:
+/// an inbox's document also holds its user's recovery-log head ([`LogHeadDoc`]), one per user
+/// like the user itself.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LockDoc {
     #[serde(rename = "_id")]
@@ -296,6 +297,15 @@ pub struct LockDoc {
     /// it), by that holder's clock.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub live_at: Option<DateTime>,
+    /// A counter on the key that holders and others advance (an inbox: its user's
+    /// recovery-log head, see [`LogHeadDoc`]).
+    #[serde(default)]
+    pub seq: i64,
+}
+
+/// The lock key of `user`'s inbox, whose document also holds their recovery-log head.
+pub fn inbox_key(user: crate::domain::UserId) -> String {
+    format!("inbox:{user}")
 }
 
 /// What a holder hands the next one when it gives a lease back ([`Store::release`]).
@@ -325,6 +335,8 @@ pub struct Lease {
     pub finishing: Vec<ObjectId>,
     /// See [`LockDoc::live_at`].
     pub live_at: Option<DateTime>,
+    /// The values of [`LockDoc::seq`] this take advanced it past (empty unless asked for).
+    pub reserved: std::ops::Range<i64>,
     taken_at: std::time::Instant,
 }
 
@@ -366,7 +378,8 @@ pub struct Store {
     pub locks: Collection<LockDoc>,
     pub conversations: Collection<ConversationDoc>,
     pub rate_limits: Collection<RateLimitDoc>,
-    pub event_logs: Collection<EventLogDoc>,
+    /// `locks` again, for the recovery-log heads kept on inbox documents.
+    pub log_heads: Collection<LogHeadDoc>,
     pub logged_events: Collection<LoggedEventDoc>,
     pub recovery_sessions: Collection<RecoveryDoc>,
     pub poll_queue: Collection<PollPacketDoc>,
@@ -407,7 +420,7 @@ impl Store {
             locks: db.collection("locks"),
             conversations: db.collection("conversations"),
             rate_limits: db.collection("rate_limits"),
-            event_logs: db.collection("event_logs"),
+            log_heads: db.collection("locks"),
             logged_events: db.collection("logged_events"),
             recovery_sessions: db.collection("recovery_sessions"),
             poll_queue: db.collection("poll_queue"),
@@ -421,6 +434,18 @@ impl Store {
     /// holder that dies loses the lease when `ttl` runs out; a long holder keeps it with
     /// [`Store::keep_alive`].
     pub async fn acquire(&self, key: &str, ttl: Duration, wait: Duration) -> Result<Lease> {
+        self.acquire_reserving(key, ttl, wait, 0).await
+    }
+
+    /// Like [`Store::acquire`], advancing the key's counter ([`LockDoc::seq`]) by `reserve`
+    /// in the same round trip; the values it went past are [`Lease::reserved`].
+    pub async fn acquire_reserving(
+        &self,
+        key: &str,
+        ttl: Duration,
+        wait: Duration,
+        reserve: i64,
+    ) -> Result<Lease> {
         let owner = ObjectId::new();
         let started = std::time::Instant::now();
         let mut pause = Duration::from_millis(2);
@@ -429,18 +454,21 @@ impl Store {
             let until = DateTime::from_millis(now.timestamp_millis() + ttl.as_millis() as i64);
             // Matches only a lease that ran out; while one is held the upsert collides on `_id`.
             // Returns the document as the previous holder left it (none for a first lease).
+            let mut update = doc! { "$set": { "owner": owner, "until": until, "settled": false } };
+            if reserve > 0 {
+                update.insert("$inc", doc! { "seq": reserve });
+            }
             let taken = self
                 .locks
-                .find_one_and_update(
-                    doc! { "_id": key, "until": { "$lt": now } },
-                    doc! { "$set": { "owner": owner, "until": until, "settled": false } },
-                )
+                .find_one_and_update(doc! { "_id": key, "until": { "$lt": now } }, update)
                 .upsert(true)
                 .return_document(mongodb::options::ReturnDocument::Before)
                 .await;
             match taken {
                 Ok(before) => {
+                    let seq = before.as_ref().map_or(0, |d| d.seq);
                     return Ok(Lease {
+                        reserved: seq + 1..seq + 1 + reserve.max(0),
                         key: key.to_owned(),
                         owner,
                         ttl,

@@ -39,6 +39,7 @@ mod v007_recovery;
 mod v008_polling;
 mod v009_event_log_documents;
 mod v010_sweep_slots;
+mod v011_log_heads_on_inboxes;
 
 pub(crate) static ALL: &[Migration] = &[
     Migration {
@@ -90,5 +91,10 @@ pub(crate) static ALL: &[Migration] = &[
         version: 10,
         name: "sweep_slots",
         up: v010_sweep_slots::up,
+    },
+    Migration {
+        version: 11,
+        name: "log_heads_on_inboxes",
+        up: v011_log_heads_on_inboxes::up,
     },
 ];

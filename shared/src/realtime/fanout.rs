@@ -23,6 +23,11 @@
 //! next send tends to arrive. The lease carries those messages' ids to the next holder
 //! ([`LockDoc::finishing`](crate::store::LockDoc)), which counts them as delivered even if
 //! their record has not landed yet; nothing is pushed twice.
+//!
+//! The inbox's document also holds its user's recovery-log head (`realtime::recovery`): a
+//! send to an online recipient advances it as it takes the lease, so the message's event has
+//! its offset without a round trip of its own. An offset so taken and not used is logged as
+//! skipped when the lease is given back.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -41,7 +46,10 @@ use crate::realtime::outbox::{self, post_frame, post_logged};
 use crate::realtime::recovery::{self, Start};
 use crate::realtime::sio_env::AppEnv;
 use crate::socketio::runtime::{self, FirstFrame};
-use crate::store::{ConnectionDoc, Handback, KeepAlive, Lease, MessageDoc, Protocol, Store};
+use crate::store::{
+    ConnectionDoc, Handback, KeepAlive, Lease, LoggedEventDoc, MessageDoc, Protocol, Store,
+    inbox_key,
+};
 use crate::time;
 
 pub fn message_event(m: &MessageDoc) -> MessageEvent {
@@ -148,6 +156,11 @@ pub struct Inbox {
     finishing: std::sync::Mutex<Vec<bson::oid::ObjectId>>,
     /// Set when a device of this user went live under this holder.
     live_at: Option<bson::DateTime>,
+    /// Recovery-log offsets taken with the lease and not used yet (see
+    /// [`Inbox::open_for_send`]); logged as skipped when the lease is given back.
+    reserved: std::sync::Mutex<Vec<i64>>,
+    /// The recovery window (how long a skipped offset is kept in the log).
+    log_window: Duration,
 }
 
 impl Inbox {
@@ -157,21 +170,30 @@ impl Inbox {
 
     /// Like [`Inbox::open`], waiting at most `wait` for another holder.
     pub async fn open_within(app: &App, user: UserId, wait: Duration) -> Result<Inbox> {
-        Self::take(app, user, wait, false).await
+        Self::take(app, user, wait, false, 0).await
     }
 
     /// Like [`Inbox::open`] for a send, trusting a lease given back settled: its delivery
     /// pushes what this holder stored without querying. (Only a send does: a holder that
     /// stalled past its lease and stored a message after losing it leaves a message the
     /// lease does not know of, and the sweep and a reconnect, which query, deliver it.)
-    pub async fn open_for_send(app: &App, user: UserId) -> Result<Inbox> {
-        Self::take(app, user, WAIT_FOR_INBOX, true).await
+    /// With `log_offset` (the recipient is online and the message goes out now) the lease
+    /// also takes the recovery-log offset of the message's event, in the same round trip.
+    pub async fn open_for_send(app: &App, user: UserId, log_offset: bool) -> Result<Inbox> {
+        let reserve = i64::from(log_offset && recovery::enabled(app));
+        Self::take(app, user, WAIT_FOR_INBOX, true, reserve).await
     }
 
-    async fn take(app: &App, user: UserId, wait: Duration, trust_settled: bool) -> Result<Inbox> {
+    async fn take(
+        app: &App,
+        user: UserId,
+        wait: Duration,
+        trust_settled: bool,
+        reserve: i64,
+    ) -> Result<Inbox> {
         let lease = app
             .store
-            .acquire(&format!("inbox:{user}"), INBOX_LEASE, wait)
+            .acquire_reserving(&inbox_key(user), INBOX_LEASE, wait, reserve)
             .await?;
         let known = (trust_settled && lease.settled).then(Vec::new);
         Ok(Inbox {
@@ -180,6 +202,8 @@ impl Inbox {
             keep: Some(app.store.keep_alive(&lease)),
             waiting: std::sync::Mutex::new(known),
             finishing: std::sync::Mutex::new(lease.finishing.clone()),
+            reserved: std::sync::Mutex::new(lease.reserved.clone().collect()),
+            log_window: app.config.ws.recovery_window,
             lease: Some(lease),
             newest: None,
             unmarked: std::sync::Mutex::new(Vec::new()),
@@ -245,6 +269,26 @@ impl Inbox {
         }
     }
 
+    /// Takes up to `n` of the offsets reserved with the lease, oldest first.
+    fn take_reserved(&self, n: usize) -> Vec<i64> {
+        self.reserved
+            .lock()
+            .map(|mut r| {
+                let n = n.min(r.len());
+                r.drain(..n).collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The log entries that mark this holder's unused reserved offsets as skipped.
+    fn unused_offsets(&self) -> Vec<LoggedEventDoc> {
+        let unused = self.take_reserved(usize::MAX);
+        if unused.is_empty() {
+            return Vec::new();
+        }
+        recovery::skipped(self.log_window, self.user, &unused)
+    }
+
     /// Takes the messages pushed but not recorded yet.
     fn take_unmarked(&self) -> Vec<MessageDoc> {
         self.unmarked
@@ -285,7 +329,8 @@ impl Inbox {
         let settled = self.settled();
         let unmarked = self.take_unmarked();
         let handback = self.handback(settled, &unmarked);
-        hand_back(&self.store, self.lease.take(), handback, &unmarked).await
+        let skipped = self.unused_offsets();
+        hand_back(&self.store, self.lease.take(), handback, &unmarked, skipped).await
     }
 
     /// Fails once the lease is known to be lost: nothing more may be pushed under it.
@@ -376,7 +421,8 @@ impl Inbox {
                 .iter()
                 .map(|m| ServerEvent::Message(message_event(m)))
                 .collect();
-            let offsets = recovery::append_all(app, self.user, &events).await?;
+            let reserved = self.take_reserved(events.len());
+            let offsets = recovery::append_reserved(app, self.user, &events, reserved).await?;
             self.still_held()?;
             // Each connection gets the page in order; connections in parallel. Message i
             // counts as delivered when some connection took frames 0..=i. A connection that
@@ -421,8 +467,9 @@ impl Drop for Inbox {
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
                 let unmarked = self.take_unmarked();
                 let handback = self.handback(false, &unmarked);
+                let skipped = self.unused_offsets();
                 rt.spawn(async move {
-                    let marked = hand_back(&store, Some(lease), handback, &unmarked).await;
+                    let marked = hand_back(&store, Some(lease), handback, &unmarked, skipped).await;
                     if let Err(e) = marked {
                         tracing::warn!(error = %e, "could not record a delivery");
                     }
@@ -432,20 +479,31 @@ impl Drop for Inbox {
     }
 }
 
-/// Gives `lease` back while recording `unmarked` (a delivery's last round) as delivered;
-/// returns what the record marked.
+/// Gives `lease` back while recording `unmarked` (a delivery's last round) as delivered and
+/// logging `skipped` (offsets reserved with the lease and not used); returns what the record
+/// marked.
 async fn hand_back(
     store: &Store,
     lease: Option<Lease>,
     handback: Handback,
     unmarked: &[MessageDoc],
+    skipped: Vec<LoggedEventDoc>,
 ) -> Result<Vec<Delivered>> {
     let release = async {
         if let Some(lease) = lease {
             store.release(lease, handback).await;
         }
     };
-    let (marked, ()) = futures::join!(record_delivered(store, unmarked), release);
+    let skip = async {
+        if !skipped.is_empty()
+            && let Err(e) = store.logged_events.insert_many(skipped).await
+        {
+            // A hole in the log: a device that saw the offset before it recovers into a
+            // new session (its welcome and the backlog), as after a lost append.
+            tracing::warn!(error = %e, "could not log skipped recovery offsets");
+        }
+    };
+    let (marked, (), ()) = futures::join!(record_delivered(store, unmarked), release, skip);
     marked
 }
 

@@ -2,7 +2,11 @@
 //!
 //! - Every event addressed to a user (all their devices: messages, receipts, typing, unread
 //!   counts) is appended to that user's log before it is posted, and gets the log's next
-//!   offset (the counter in `event_logs`; the event itself is a `logged_events` document).
+//!   offset (the counter is the head kept on the user's inbox document in `locks`; the
+//!   event itself is a `logged_events` document). A send to an online recipient takes the
+//!   offset of its `message` with the inbox lease, in the same round trip; an offset so
+//!   taken and then not used (the send stored nothing) is logged as a skip, which a replay
+//!   steps over, so it leaves no hole.
 //!   Connections that track offsets get it with the event: Socket.IO as the event's last
 //!   argument (`42["message",{..},"17"]`, what socket.io-client reads), plain JSON as
 //!   `"offset"`.
@@ -32,7 +36,7 @@ use crate::config::MAX_CONNECTION_AGE;
 use crate::domain::UserId;
 use crate::error::Result;
 use crate::realtime::events::ServerEvent;
-use crate::store::{LoggedEvent, LoggedEventDoc, RecoveryDoc, is_duplicate_key};
+use crate::store::{LoggedEvent, LoggedEventDoc, RecoveryDoc, inbox_key, is_duplicate_key};
 use crate::time;
 
 /// An event from the log, with its offset.
@@ -63,7 +67,11 @@ pub fn enabled(app: &App) -> bool {
 }
 
 fn window(app: &App) -> chrono::TimeDelta {
-    chrono::TimeDelta::from_std(app.config.ws.recovery_window).unwrap_or(chrono::TimeDelta::MAX)
+    window_of(app.config.ws.recovery_window)
+}
+
+fn window_of(d: Duration) -> chrono::TimeDelta {
+    chrono::TimeDelta::from_std(d).unwrap_or(chrono::TimeDelta::MAX)
 }
 
 fn after_now(d: Duration) -> bson::DateTime {
@@ -71,74 +79,122 @@ fn after_now(d: Duration) -> bson::DateTime {
 }
 
 /// Appends `events` to `user`'s log, in order, and returns their offsets (all `None` with
-/// recovery off): one `$inc` of the user's counter takes the offsets, one insert stores the
+/// recovery off): one `$inc` of the user's log head takes the offsets, one insert stores the
 /// events (two round trips for a whole page of messages, neither rewriting older events).
 pub async fn append_all(
     app: &App,
     user: UserId,
     events: &[ServerEvent],
 ) -> Result<Vec<Option<i64>>> {
+    append_reserved(app, user, events, Vec::new()).await
+}
+
+/// Like [`append_all`], the first events at `reserved` (offsets taken with the user's inbox
+/// lease, at most one per event, oldest first): only the rest take new ones.
+pub async fn append_reserved(
+    app: &App,
+    user: UserId,
+    events: &[ServerEvent],
+    reserved: Vec<i64>,
+) -> Result<Vec<Option<i64>>> {
     if !enabled(app) || events.is_empty() {
         return Ok(vec![None; events.len()]);
     }
-    let n = i64::try_from(events.len()).unwrap_or(i64::MAX);
-    let mut head = None;
+    let mut offsets = reserved;
+    offsets.truncate(events.len());
+    let more = events.len() - offsets.len();
+    if more > 0 {
+        let head = advance(app, user, i64::try_from(more).unwrap_or(i64::MAX)).await?;
+        // The last event has the new head; the others count back from it.
+        offsets.extend(head - more as i64 + 1..=head);
+    }
+    let docs = logged(
+        window(app),
+        user,
+        events.iter().map(|e| (e.name(), e.data().to_string())),
+        &offsets,
+    );
+    app.store.logged_events.insert_many(docs).await?;
+    Ok(offsets.into_iter().map(Some).collect())
+}
+
+/// Advances `user`'s log head by `n`; returns the new head.
+async fn advance(app: &App, user: UserId, n: i64) -> Result<i64> {
     for _ in 0..3 {
         let res = app
             .store
-            .event_logs
+            .log_heads
             .find_one_and_update(
-                doc! { "_id": user.object_id() },
-                doc! { "$inc": { "seq": n } },
+                doc! { "_id": inbox_key(user) },
+                doc! {
+                    "$inc": { "seq": n },
+                    // A first event before any inbox lease: a lease that has run out.
+                    "$setOnInsert": {
+                        "owner": ObjectId::new(),
+                        "until": bson::DateTime::from_millis(0),
+                        "settled": false,
+                    },
+                },
             )
             .upsert(true)
             .projection(doc! { "seq": 1 })
             .return_document(ReturnDocument::After)
             .await;
         match res {
-            Ok(Some(log)) => {
-                head = Some(log.seq);
-                break;
-            }
+            Ok(Some(log)) => return Ok(log.seq),
             Ok(None) => {}
-            // Two first appends at once: one inserted; go again.
+            // Two first writes at once: one inserted; go again.
             Err(e) if is_duplicate_key(&e) => {}
             Err(e) => return Err(e.into()),
         }
     }
-    let Some(head) = head else {
-        return Err(crate::error::StoreError::LockTimeout(format!("event log of {user}")).into());
-    };
-    // The last event has the new head; the others count back from it.
-    let offsets: Vec<i64> = (head - n + 1..=head).collect();
+    Err(crate::error::StoreError::LockTimeout(format!("event log of {user}")).into())
+}
+
+/// The name a skipped offset is logged under (never an event's).
+const SKIPPED: &str = "";
+
+/// The log entries for `offsets` of `user`'s log that were taken and will not be used, kept
+/// for `window` (the recovery window): a replay steps over them (insert them into
+/// `logged_events`).
+pub fn skipped(window: Duration, user: UserId, offsets: &[i64]) -> Vec<LoggedEventDoc> {
+    let events = offsets.iter().map(|_| (SKIPPED, "null".to_owned()));
+    logged(window_of(window), user, events, offsets)
+}
+
+/// `events` (name, JSON payload) as log entries at `offsets`, kept for the window.
+fn logged<'a>(
+    window: chrono::TimeDelta,
+    user: UserId,
+    events: impl Iterator<Item = (&'a str, String)>,
+    offsets: &[i64],
+) -> Vec<LoggedEventDoc> {
     let at = time::now();
     let expires_at = time::to_bson(
-        at.checked_add_signed(window(app))
+        at.checked_add_signed(window)
             .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC),
     );
-    let docs = events
-        .iter()
-        .zip(&offsets)
-        .map(|(e, offset)| LoggedEventDoc {
+    events
+        .zip(offsets)
+        .map(|((n, d), offset)| LoggedEventDoc {
             user: user.object_id(),
             offset: *offset,
             event: LoggedEvent {
-                n: e.name().to_owned(),
-                d: e.data().to_string(),
+                n: n.to_owned(),
+                d,
                 at: time::to_bson(at),
             },
             expires_at,
-        });
-    app.store.logged_events.insert_many(docs).await?;
-    Ok(offsets.into_iter().map(Some).collect())
+        })
+        .collect()
 }
 
 /// The newest offset of `user`'s log (0 before the first event).
 pub async fn head(app: &App, user: UserId) -> Result<i64> {
     Ok(app
         .store
-        .event_logs
-        .find_one(doc! { "_id": user.object_id() })
+        .log_heads
+        .find_one(doc! { "_id": inbox_key(user) })
         .projection(doc! { "seq": 1 })
         .await?
         .map_or(0, |l| l.seq))
@@ -180,7 +236,8 @@ pub async fn since(app: &App, user: UserId, after: i64) -> Result<Option<Vec<Rep
 
 /// The replay of `found` (events after `after`, by offset): `None` when the first one is
 /// gone (forgotten after the window) or older than the window. A gap further on is an
-/// append that never completed: nothing was posted for it, so nothing is missing.
+/// append that never completed: nothing was posted for it, so nothing is missing. Skipped
+/// offsets count as present and are not replayed.
 fn replay_from(
     after: i64,
     found: &[LoggedEventDoc],
@@ -194,6 +251,7 @@ fn replay_from(
     Some(
         found
             .iter()
+            .filter(|e| e.event.n != SKIPPED)
             .map(|e| Replayed {
                 offset: e.offset,
                 name: e.event.n.clone(),
@@ -371,6 +429,21 @@ mod tests {
         assert_eq!(replay_from(10, &[], cutoff).unwrap(), vec![]);
         // The event right after the claim is gone (forgotten): not recoverable.
         assert_eq!(replay_from(7, &events(9..=10, 0), cutoff), None);
+    }
+
+    #[test]
+    fn skipped_offsets_count_as_present_and_are_not_replayed() {
+        let cutoff = time::now() - chrono::TimeDelta::hours(1);
+        let user = UserId::from_object_id(ObjectId::new());
+        let mut found = skipped(Duration::from_secs(60), user, &[9]);
+        found.extend(events(10..=10, 0));
+        let replay = replay_from(8, &found, cutoff).expect("recoverable over a skip");
+        assert_eq!(
+            replay.iter().map(|r| r.offset).collect::<Vec<_>>(),
+            vec![10]
+        );
+        // Without the skip, offset 9 is a hole: a new session.
+        assert_eq!(replay_from(8, &found[1..], cutoff), None);
     }
 
     #[test]

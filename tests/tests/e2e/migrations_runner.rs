@@ -33,8 +33,17 @@ async fn applies_pending_and_records_them() {
         held,
         "nothing pending: the lease was not taken again"
     );
+    // An inbox's lock document holds its user's recovery-log head: no TTL forgets it.
+    let lock_indexes = db
+        .collection::<bson::Document>("locks")
+        .list_index_names()
+        .await
+        .unwrap_or_default();
+    assert!(
+        !lock_indexes.contains(&"until_ttl".to_owned()),
+        "{lock_indexes:?}"
+    );
     for (coll, name) in [
-        ("locks", "until_ttl"),
         ("connections", "live_users"),
         ("rate_limits", "expires_ttl"),
         ("connections", "by_session"),
@@ -116,4 +125,42 @@ async fn ttl_indexes_expire_documents() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
+}
+
+#[tokio::test]
+async fn recovery_log_heads_move_onto_inbox_documents_and_keep_the_larger_one() {
+    let db = fresh_db().await;
+    let (one, two) = (bson::oid::ObjectId::new(), bson::oid::ObjectId::new());
+    let heads = db.collection::<bson::Document>("event_logs");
+    heads
+        .insert_many([
+            bson::doc! { "_id": one, "seq": 41_i64 },
+            bson::doc! { "_id": two, "seq": 30_i64 },
+        ])
+        .await
+        .unwrap();
+    let locks = db.collection::<bson::Document>("locks");
+    let inbox_two = format!("inbox:{}", two.to_hex());
+    locks
+        .insert_one(bson::doc! {
+            "_id": &inbox_two,
+            "owner": bson::oid::ObjectId::new(),
+            "until": bson::DateTime::from_millis(0),
+            "seq": 50_i64,
+        })
+        .await
+        .unwrap();
+    migrations::run_pending(&db).await.unwrap();
+    let seq_of = async |key: String| {
+        let lock = locks
+            .find_one(bson::doc! { "_id": key })
+            .await
+            .unwrap()
+            .expect("an inbox document");
+        assert!(lock.get_datetime("until").is_ok(), "{lock}");
+        lock.get_i64("seq").unwrap()
+    };
+    assert_eq!(seq_of(format!("inbox:{}", one.to_hex())).await, 41);
+    assert_eq!(seq_of(inbox_two).await, 50);
+    assert_eq!(heads.count_documents(bson::doc! {}).await.unwrap(), 0);
 }

@@ -386,9 +386,9 @@ async fn plain_json_clients_resume_with_pid_and_offset() {
     sa.emit("typing", json!({ "to": b.user_id, "typing": true }))
         .await;
     harness::eventually("the typing is logged", WAIT, || async {
-        let b_id = bson::oid::ObjectId::parse_str(&b.user_id).unwrap();
-        let newer = bson::doc! { "_id": b_id, "seq": { "$gt": offset.parse::<i64>().unwrap() } };
-        harness::count(&env.db, "event_logs", newer).await == 1
+        let inbox = format!("inbox:{}", b.user_id);
+        let newer = bson::doc! { "_id": inbox, "seq": { "$gt": offset.parse::<i64>().unwrap() } };
+        harness::count(&env.db, "locks", newer).await == 1
     })
     .await;
     let mut j = RawWs::connect(&format!("{url}&resume={pid}:{offset}"))
@@ -428,7 +428,7 @@ async fn a_client_further_behind_than_the_log_keeps_gets_a_new_session() {
     let a = env.api.login(&mobile(1040)).await;
     let b = env.api.login(&mobile(1041)).await;
     let (mut sa, _) = RawSio::login(&env.ws_url(""), &a.token).await;
-    let b_id = bson::oid::ObjectId::parse_str(&b.user_id).unwrap();
+    let inbox = format!("inbox:{}", b.user_id);
     let claim = json!({ "token": b.token, "pid": "000000000000000000000000" });
     let (mut phone, answer) = connect_with(&env, claim).await;
     let pid = answer["pid"].as_str().unwrap().to_owned();
@@ -445,8 +445,8 @@ async fn a_client_further_behind_than_the_log_keeps_gets_a_new_session() {
     connection_gone(&env, &pid).await;
     let logged_up_to = async |n: i64| {
         harness::eventually("the events are logged", WAIT, || async {
-            let head = bson::doc! { "_id": b_id, "seq": { "$gte": offset + n } };
-            harness::count(&env.db, "event_logs", head).await == 1
+            let head = bson::doc! { "_id": &inbox, "seq": { "$gte": offset + n } };
+            harness::count(&env.db, "locks", head).await == 1
         })
         .await;
     };
@@ -560,4 +560,72 @@ async fn a_senders_echo_and_its_delivered_are_logged_together_and_arrive_in_orde
         );
     }
     assert_eq!(sb.wait_event("message").await["text"], "two");
+}
+
+#[tokio::test]
+async fn a_send_that_stores_nothing_leaves_no_hole_in_the_log() {
+    // A send to an online recipient takes its message's offset with the inbox lease; a retry
+    // of an earlier send (same client_id) stores nothing, so that offset goes unused. A
+    // device that saw the offset before it recovers over it, and gets what came after.
+    // (A message the latency illusion delays takes no offset with the lease: it is off here.)
+    let env = TestEnv::with(EnvOptions::default().var("LATENCY_ILLUSION", "off")).await;
+    let a = env.api.login(&mobile(1060)).await;
+    let b = env.api.login(&mobile(1061)).await;
+    let (mut sa, _) = RawSio::login(&env.ws_url(""), &a.token).await;
+    let claim = json!({ "token": b.token, "pid": "000000000000000000000000" });
+    let (mut phone, answer) = connect_with(&env, claim).await;
+    let pid = answer["pid"].as_str().unwrap().to_owned();
+    next_event(&mut phone).await; // welcome
+    let (mut laptop, _) = RawSio::login(&env.ws_url(""), &b.token).await;
+    let first = json!({ "to": b.user_id, "text": "once", "client_id": "retry-1" });
+    emit_acked(&mut sa, "send_message", first.clone()).await;
+    let seen = events_until(&mut phone, |n, d| n == "message" && d["text"] == "once").await;
+    let last_seen = seen.last().unwrap().2.expect("an offset");
+    drop(phone);
+    connection_gone(&env, &pid).await;
+
+    // The retry, while the laptop keeps B online; then a new message.
+    let retried = emit_acked(&mut sa, "send_message", first).await;
+    assert_eq!(retried["text"], "once");
+    emit_acked(
+        &mut sa,
+        "send_message",
+        json!({ "to": b.user_id, "text": "after the retry" }),
+    )
+    .await;
+    events_until(&mut laptop, |n, d| {
+        n == "message" && d["text"] == "after the retry"
+    })
+    .await;
+    let inbox = format!("inbox:{}", b.user_id);
+    harness::eventually("the retry's offset is logged as skipped", WAIT, || async {
+        let skip =
+            bson::doc! { "user": bson::oid::ObjectId::parse_str(&b.user_id).unwrap(), "n": "" };
+        harness::count(&env.db, "logged_events", skip).await == 1
+    })
+    .await;
+    let head = bson::doc! { "_id": &inbox, "seq": { "$gte": last_seen + 2 } };
+    assert_eq!(harness::count(&env.db, "locks", head).await, 1);
+
+    let (mut phone, answer) = connect_with(
+        &env,
+        json!({ "token": b.token, "pid": pid, "offset": last_seen.to_string() }),
+    )
+    .await;
+    assert_eq!(
+        answer["pid"],
+        pid.as_str(),
+        "recovered over the skipped offset"
+    );
+    let replay = events_until(&mut phone, |n, d| {
+        n == "message" && d["text"] == "after the retry"
+    })
+    .await;
+    let texts: Vec<&str> = replay
+        .iter()
+        .filter(|e| e.0 == "message")
+        .map(|e| e.1["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["after the retry"], "{replay:?}");
+    assert!(replay.iter().all(|e| e.0 != "system"), "{replay:?}");
 }
