@@ -88,7 +88,8 @@ pub enum ChatError {
 /// The database.
 #[derive(Debug, Error)]
 pub enum StoreError {
-    #[error("database error")]
+    /// (Its text, with the driver's, goes to the logs only: responses get a fixed message.)
+    #[error("database error: {0}")]
     Mongo(#[from] mongodb::error::Error),
     #[error("stored document could not be read")]
     Bson(#[from] bson::de::Error),

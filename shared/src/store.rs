@@ -297,6 +297,12 @@ pub struct LockDoc {
     /// it), by that holder's clock.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub live_at: Option<DateTime>,
+    /// What `settled` was when the current holder took the lease.
+    #[serde(default)]
+    pub was_settled: bool,
+    /// [`LockDoc::seq`] as the current holder's take left it.
+    #[serde(default)]
+    pub taken_seq: i64,
     /// A counter on the key that holders and others advance (an inbox: its user's
     /// recovery-log head, see [`LogHeadDoc`]).
     #[serde(default)]
@@ -453,43 +459,58 @@ impl Store {
             let now = DateTime::now();
             let until = DateTime::from_millis(now.timestamp_millis() + ttl.as_millis() as i64);
             // Matches only a lease that ran out; while one is held the upsert collides on `_id`.
-            // Returns the document as the previous holder left it (none for a first lease).
-            let mut update = doc! { "$set": { "owner": owner, "until": until, "settled": false } };
-            if reserve > 0 {
-                update.insert("$inc", doc! { "seq": reserve });
-            }
+            // One pipeline stage, so every field reads the document it writes. The take changes
+            // nothing the previous holder handed back but `settled`, which it keeps as
+            // `was_settled`, and records the counter as it left it (`taken_seq`): the lease is
+            // read from the document as this take left it.
+            let seq = doc! { "$add": [{ "$ifNull": ["$seq", 0_i64] }, reserve.max(0)] };
+            let take = vec![doc! { "$set": {
+                "owner": owner,
+                "until": until,
+                "was_settled": { "$ifNull": ["$settled", false] },
+                "settled": false,
+                "seq": seq.clone(),
+                "taken_seq": seq,
+            } }];
             let taken = self
                 .locks
-                .find_one_and_update(doc! { "_id": key, "until": { "$lt": now } }, update)
+                .find_one_and_update(doc! { "_id": key, "until": { "$lt": now } }, take)
                 .upsert(true)
-                .return_document(mongodb::options::ReturnDocument::Before)
+                .return_document(mongodb::options::ReturnDocument::After)
                 .await;
-            match taken {
-                Ok(before) => {
-                    let seq = before.as_ref().map_or(0, |d| d.seq);
-                    return Ok(Lease {
-                        reserved: seq + 1..seq + 1 + reserve.max(0),
-                        key: key.to_owned(),
-                        owner,
-                        ttl,
-                        last: before.as_ref().and_then(|d| d.last),
-                        settled: before.as_ref().is_some_and(|d| d.settled),
-                        live_at: before.as_ref().and_then(|d| d.live_at),
-                        finishing: before.map(|d| d.finishing).unwrap_or_default(),
-                        taken_at: std::time::Instant::now(),
-                    });
-                }
-                Err(e) if is_duplicate_key(&e) => {
-                    if started.elapsed() > wait {
-                        return Err(StoreError::LockTimeout(key.to_owned()).into());
-                    }
-                    // Jittered, so waiters on one key do not retry in step.
-                    let jitter = rand::Rng::random_range(&mut rand::rng(), 0.5..1.5);
-                    tokio::time::sleep(pause.mul_f64(jitter)).await;
-                    pause = (pause * 2).min(MAX_LEASE_POLL);
-                }
+            let taken = match taken {
+                Ok(Some(after)) => Some(after),
+                // Under concurrent writes this database can answer a take it made with no
+                // document (and a stale one when asked for the document before the write):
+                // whether this take holds the lease is in the document itself.
+                Ok(None) => self
+                    .locks
+                    .find_one(doc! { "_id": key })
+                    .await?
+                    .filter(|d| d.owner == owner),
+                Err(e) if is_duplicate_key(&e) => None,
                 Err(e) => return Err(e.into()),
+            };
+            if let Some(after) = taken {
+                return Ok(Lease {
+                    reserved: after.taken_seq - reserve.max(0) + 1..after.taken_seq + 1,
+                    key: key.to_owned(),
+                    owner,
+                    ttl,
+                    last: after.last,
+                    settled: after.was_settled,
+                    live_at: after.live_at,
+                    finishing: after.finishing,
+                    taken_at: std::time::Instant::now(),
+                });
             }
+            if started.elapsed() > wait {
+                return Err(StoreError::LockTimeout(key.to_owned()).into());
+            }
+            // Jittered, so waiters on one key do not retry in step.
+            let jitter = rand::Rng::random_range(&mut rand::rng(), 0.5..1.5);
+            tokio::time::sleep(pause.mul_f64(jitter)).await;
+            pause = (pause * 2).min(MAX_LEASE_POLL);
         }
     }
 

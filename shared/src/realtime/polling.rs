@@ -469,6 +469,8 @@ where
                         doc! { "_id": id.as_str() },
                         doc! { "$set": { "probing": true } },
                     )
+                    // The post-image: under concurrent writes the pre-image can be stale.
+                    .return_document(mongodb::options::ReturnDocument::After)
                     .await?;
                 let polling_now = marked
                     .and_then(|d| d.poll_until)

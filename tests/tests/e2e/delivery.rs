@@ -693,3 +693,75 @@ async fn a_settled_inbox_skips_the_query_and_the_sweep_still_finds_what_it_did_n
     assert_eq!(welcome["pending"], 1);
     assert_eq!(sb.wait_event("message").await["text"], "offline");
 }
+
+#[tokio::test]
+async fn leases_taken_beside_concurrent_log_appends_are_exclusive_and_their_offsets_unique() {
+    // Takes of one inbox race each other and the `$inc`s of its user's log head, as a busy
+    // recipient's do. Every take must hold the lease alone, hand on what the previous holder
+    // gave back, and reserve offsets nobody else gets; none may leave the lease stuck. (This
+    // database can answer a concurrent findAndModify with no document, or a stale one.)
+    let env = TestEnv::start().await;
+    let store = &env.app().store;
+    let key = format!("inbox:{}", ObjectId::new().to_hex());
+    let holders = std::sync::atomic::AtomicUsize::new(0);
+    let takers = (0..3).map(|t| {
+        let (key, holders) = (&key, &holders);
+        async move {
+            let mut got = Vec::new();
+            for i in 0..60 {
+                let lease = store
+                    .acquire_reserving(key, Duration::from_secs(20), WAIT, 1)
+                    .await
+                    .expect("the lease within the wait");
+                assert_eq!(
+                    holders.fetch_add(1, std::sync::atomic::Ordering::SeqCst),
+                    0,
+                    "two holders at once"
+                );
+                // The previous holder's handback arrives whole.
+                if let Some(last) = lease.last {
+                    assert_eq!(lease.finishing.len(), 1, "finishing handed on with last");
+                    assert!(last.timestamp_millis() > 0);
+                }
+                got.extend(lease.reserved.clone());
+                holders.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                let handback = Handback {
+                    last: Some(bson::DateTime::from_millis(1 + t * 1000 + i)),
+                    settled: true,
+                    finishing: vec![ObjectId::new()],
+                    live_at: None,
+                };
+                store.release(lease, handback).await;
+            }
+            got
+        }
+    });
+    let appenders = (0..2).map(|_| async {
+        let mut got = Vec::new();
+        for _ in 0..90 {
+            let head = store
+                .log_heads
+                .find_one_and_update(doc! { "_id": &key }, doc! { "$inc": { "seq": 1_i64 } })
+                .return_document(mongodb::options::ReturnDocument::After)
+                .await
+                .unwrap();
+            // (A missing answer here is the database's; its offset is simply not counted.)
+            got.extend(head.map(|h| h.seq));
+        }
+        got
+    });
+    let (taken, appended) = futures::join!(
+        futures::future::join_all(takers),
+        futures::future::join_all(appenders)
+    );
+    let reserved: Vec<i64> = taken.into_iter().flatten().collect();
+    assert_eq!(reserved.len(), 180, "one offset per take");
+    let mut all: Vec<i64> = reserved
+        .into_iter()
+        .chain(appended.into_iter().flatten())
+        .collect();
+    let n = all.len();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), n, "an offset was handed out twice");
+}
