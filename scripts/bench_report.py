@@ -93,7 +93,7 @@ else:
 
 under = load("commands-200x20.json")
 if under:
-    print(f"Under load: {under['commands_per_delivered_message']:.2f} commands per delivered message in a `chat-load` run of {under['users']} users × {under['messages_delivered'] // max(under['users'], 1)} messages flat out against the same in-process gateway ({under['delivered_per_second']:.0f} messages/s), counted from the first send on, by command and collection (`LOAD_USERS=200 bench-roundtrips`). What is over the list above is contention: `findAndModify locks` over 1 is the inbox lease's failed tries, `find connections` and `find users` over their share are the function instances' caches filling.\n")
+    print(f"Under load: {under['commands_per_delivered_message']:.2f} commands per delivered message in a `chat-load` run of {under['users']} users × {under['messages_delivered'] // max(under['users'], 1)} messages flat out against the same in-process gateway ({under['delivered_per_second']:.0f} messages/s), counted from the first send on, by command and collection (`LOAD_USERS=200 bench-roundtrips`). What is over the list above is contention: `findAndModify locks` over 2 (the inbox lease's take and the sender's recovery-log head, both kept in `locks`) is the lease's failed tries, `find connections` and `find users` over their share are the function instances' caches filling.\n")
     print("| command | collection | per message |")
     print("|---|---|---|")
     for k, v in under["by_command"].items():
