@@ -222,15 +222,12 @@ pub struct PollUpgradeDoc {
     pub expires_at: DateTime,
 }
 
-/// A user's recovery-log head, kept on their inbox lease's document (`locks`, key
-/// [`inbox_key`]): `seq` is the newest offset of the events sent to them (all their devices)
-/// for connection state recovery. An append takes the next offsets with one `$inc`, or with
-/// the inbox lease itself ([`Store::acquire_reserving`]); each event is its own
-/// [`LoggedEventDoc`]. `locks` has no TTL: offsets must never start over.
+/// A lock document's counter alone ([`LockDoc::seq`]), for [`Store::advance_counter`] and
+/// [`Store::counter`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct LogHeadDoc {
+struct CounterDoc {
     #[serde(default)]
-    pub seq: i64,
+    seq: i64,
 }
 
 /// `logged_events`: one event of a user's log, at its offset (index `user_offset`, unique),
@@ -273,8 +270,8 @@ pub struct NamespaceJoin {
 }
 
 /// `locks`: short leases that serialise work on one key (e.g. one recipient's inbox). No TTL:
-/// an inbox's document also holds its user's recovery-log head ([`LogHeadDoc`]), one per user
-/// like the user itself.
+/// an inbox's document also holds its user's recovery-log head ([`LockDoc::seq`]), one per
+/// user like the user itself; offsets must never start over.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LockDoc {
     #[serde(rename = "_id")]
@@ -303,8 +300,8 @@ pub struct LockDoc {
     /// [`LockDoc::seq`] as the current holder's take left it.
     #[serde(default)]
     pub taken_seq: i64,
-    /// A counter on the key that holders and others advance (an inbox: its user's
-    /// recovery-log head, see [`LogHeadDoc`]).
+    /// A counter on the key that holders ([`Store::acquire_reserving`]) and others
+    /// ([`Store::advance_counter`]) advance (an inbox: its user's recovery-log head).
     #[serde(default)]
     pub seq: i64,
 }
@@ -384,8 +381,6 @@ pub struct Store {
     pub locks: Collection<LockDoc>,
     pub conversations: Collection<ConversationDoc>,
     pub rate_limits: Collection<RateLimitDoc>,
-    /// `locks` again, for the recovery-log heads kept on inbox documents.
-    pub log_heads: Collection<LogHeadDoc>,
     pub logged_events: Collection<LoggedEventDoc>,
     pub recovery_sessions: Collection<RecoveryDoc>,
     pub poll_queue: Collection<PollPacketDoc>,
@@ -426,7 +421,6 @@ impl Store {
             locks: db.collection("locks"),
             conversations: db.collection("conversations"),
             rate_limits: db.collection("rate_limits"),
-            log_heads: db.collection("locks"),
             logged_events: db.collection("logged_events"),
             recovery_sessions: db.collection("recovery_sessions"),
             poll_queue: db.collection("poll_queue"),
@@ -512,6 +506,49 @@ impl Store {
             tokio::time::sleep(pause.mul_f64(jitter)).await;
             pause = (pause * 2).min(MAX_LEASE_POLL);
         }
+    }
+
+    /// Advances the counter of `key` ([`LockDoc::seq`]) by `n` without the lease; returns
+    /// its new value. A key without a document gets one, as a lease that has run out.
+    pub async fn advance_counter(&self, key: &str, n: i64) -> Result<i64> {
+        let counters = self.locks.clone_with_type::<CounterDoc>();
+        for _ in 0..3 {
+            let res = counters
+                .find_one_and_update(
+                    doc! { "_id": key },
+                    doc! {
+                        "$inc": { "seq": n },
+                        "$setOnInsert": {
+                            "owner": ObjectId::new(),
+                            "until": DateTime::from_millis(0),
+                            "settled": false,
+                        },
+                    },
+                )
+                .upsert(true)
+                .projection(doc! { "seq": 1 })
+                .return_document(mongodb::options::ReturnDocument::After)
+                .await;
+            match res {
+                Ok(Some(counter)) => return Ok(counter.seq),
+                Ok(None) => {}
+                // Two first writes at once: one inserted; go again.
+                Err(e) if is_duplicate_key(&e) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StoreError::LockTimeout(format!("counter of {key}")).into())
+    }
+
+    /// The counter of `key` ([`LockDoc::seq`]; 0 before it was first advanced).
+    pub async fn counter(&self, key: &str) -> Result<i64> {
+        Ok(self
+            .locks
+            .clone_with_type::<CounterDoc>()
+            .find_one(doc! { "_id": key })
+            .projection(doc! { "seq": 1 })
+            .await?
+            .map_or(0, |c| c.seq))
     }
 
     /// Extends the lease `key` held by `owner` by `ttl` from now; `false` when it was lost

@@ -28,7 +28,6 @@ use std::time::Duration;
 
 use bson::{doc, oid::ObjectId};
 use futures::TryStreamExt;
-use mongodb::options::ReturnDocument;
 use serde_json::Value;
 
 use crate::app::App;
@@ -36,7 +35,7 @@ use crate::config::MAX_CONNECTION_AGE;
 use crate::domain::UserId;
 use crate::error::Result;
 use crate::realtime::events::ServerEvent;
-use crate::store::{LoggedEvent, LoggedEventDoc, RecoveryDoc, inbox_key, is_duplicate_key};
+use crate::store::{LoggedEvent, LoggedEventDoc, RecoveryDoc, inbox_key};
 use crate::time;
 
 /// An event from the log, with its offset.
@@ -104,7 +103,8 @@ pub async fn append_reserved(
     offsets.truncate(events.len());
     let more = events.len() - offsets.len();
     if more > 0 {
-        let head = advance(app, user, i64::try_from(more).unwrap_or(i64::MAX)).await?;
+        let n = i64::try_from(more).unwrap_or(i64::MAX);
+        let head = app.store.advance_counter(&inbox_key(user), n).await?;
         // The last event has the new head; the others count back from it.
         offsets.extend(head - more as i64 + 1..=head);
     }
@@ -116,39 +116,6 @@ pub async fn append_reserved(
     );
     app.store.logged_events.insert_many(docs).await?;
     Ok(offsets.into_iter().map(Some).collect())
-}
-
-/// Advances `user`'s log head by `n`; returns the new head.
-async fn advance(app: &App, user: UserId, n: i64) -> Result<i64> {
-    for _ in 0..3 {
-        let res = app
-            .store
-            .log_heads
-            .find_one_and_update(
-                doc! { "_id": inbox_key(user) },
-                doc! {
-                    "$inc": { "seq": n },
-                    // A first event before any inbox lease: a lease that has run out.
-                    "$setOnInsert": {
-                        "owner": ObjectId::new(),
-                        "until": bson::DateTime::from_millis(0),
-                        "settled": false,
-                    },
-                },
-            )
-            .upsert(true)
-            .projection(doc! { "seq": 1 })
-            .return_document(ReturnDocument::After)
-            .await;
-        match res {
-            Ok(Some(log)) => return Ok(log.seq),
-            Ok(None) => {}
-            // Two first writes at once: one inserted; go again.
-            Err(e) if is_duplicate_key(&e) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(crate::error::StoreError::LockTimeout(format!("event log of {user}")).into())
 }
 
 /// The name a skipped offset is logged under (never an event's).
@@ -191,13 +158,7 @@ fn logged<'a>(
 
 /// The newest offset of `user`'s log (0 before the first event).
 pub async fn head(app: &App, user: UserId) -> Result<i64> {
-    Ok(app
-        .store
-        .log_heads
-        .find_one(doc! { "_id": inbox_key(user) })
-        .projection(doc! { "seq": 1 })
-        .await?
-        .map_or(0, |l| l.seq))
+    app.store.counter(&inbox_key(user)).await
 }
 
 /// How long a replay waits for events whose offsets are taken but whose insert has not

@@ -223,7 +223,7 @@ impl Sent {
             return;
         };
         let delivery = async {
-            let result = self.fan_out_inner(app, &inbox, &self.conns).await;
+            let result = self.fan_out_inner(app, &inbox).await;
             // Given back as soon as the recipient's devices have the message; the notices
             // need no lease.
             let last_round = inbox.close().await;
@@ -268,12 +268,8 @@ impl Sent {
 
     /// Delivers the message at once, or echoes it and queues its delivery for after its
     /// delay.
-    async fn fan_out_inner(
-        &self,
-        app: &App,
-        inbox: &Inbox,
-        conns: &[crate::store::ConnectionDoc],
-    ) -> Result<Fanned> {
+    async fn fan_out_inner(&self, app: &App, inbox: &Inbox) -> Result<Fanned> {
+        let conns = &self.conns;
         let (from, to) = (self.event.from, self.event.to);
         let users = [from, to];
         match self.delay {

@@ -739,14 +739,7 @@ async fn leases_taken_beside_concurrent_log_appends_are_exclusive_and_their_offs
     let appenders = (0..2).map(|_| async {
         let mut got = Vec::new();
         for _ in 0..90 {
-            let head = store
-                .log_heads
-                .find_one_and_update(doc! { "_id": &key }, doc! { "$inc": { "seq": 1_i64 } })
-                .return_document(mongodb::options::ReturnDocument::After)
-                .await
-                .unwrap();
-            // (A missing answer here is the database's; its offset is simply not counted.)
-            got.extend(head.map(|h| h.seq));
+            got.push(store.advance_counter(&key, 1).await.unwrap());
         }
         got
     });
