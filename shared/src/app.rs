@@ -22,6 +22,33 @@ pub fn sdk_http_client() -> aws_sdk_lambda::config::SharedHttpClient {
         .build_https()
 }
 
+/// The SDK configuration of a function inside Lambda, which gives every function its role's
+/// credentials (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`) and
+/// `AWS_REGION` in the environment, fixed for the life of the execution environment: that is
+/// where the SDK's default provider chain finds them there too. Built directly rather than by
+/// `aws_config::defaults`, whose chain (profile files, SSO, STS web identity, container and
+/// instance metadata) no function needs and which is about 250 KB of every bootstrap. The
+/// clients' own defaults apply to the rest (retries, timeouts, sleep and time). Without
+/// credentials in the environment there is no provider, and each AWS call fails saying so.
+/// `var` reads an environment variable.
+pub fn lambda_sdk_config(var: impl Fn(&str) -> Option<String>) -> aws_config::SdkConfig {
+    use aws_sdk_lambda::config::{Credentials, SharedCredentialsProvider};
+    let var = |name: &str| var(name).filter(|v| !v.is_empty());
+    let region = var("AWS_REGION")
+        .or_else(|| var("AWS_DEFAULT_REGION"))
+        .map(aws_config::Region::new);
+    let mut sdk = aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(region)
+        .http_client(sdk_http_client());
+    if let (Some(key), Some(secret)) = (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")) {
+        let credentials =
+            Credentials::new(key, secret, var("AWS_SESSION_TOKEN"), None, "environment");
+        sdk = sdk.credentials_provider(SharedCredentialsProvider::new(credentials));
+    }
+    sdk.build()
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum BootError {
     #[error("bad configuration")]
@@ -127,13 +154,11 @@ pub struct App {
 }
 
 impl App {
-    /// Cold start inside Lambda: environment, default AWS credentials chain.
+    /// Cold start inside Lambda: the configuration and the AWS credentials and region from
+    /// the environment ([`lambda_sdk_config`]).
     pub async fn from_env() -> Result<&'static App, BootError> {
         let config = Config::from_env()?;
-        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .http_client(sdk_http_client())
-            .load()
-            .await;
+        let sdk = lambda_sdk_config(|name| std::env::var(name).ok());
         let app = Self::new(config, &sdk).await?;
         // One App per process, alive as long as the process: handlers borrow it for 'static.
         Ok(Box::leak(Box::new(app)))
@@ -172,6 +197,49 @@ impl App {
 #[cfg(test)]
 mod tests {
     use super::ProcessCache;
+
+    /// What Lambda puts in a function's environment is what its AWS calls are signed with.
+    #[tokio::test]
+    async fn lambda_sdk_config_takes_credentials_and_region_from_the_environment() {
+        use aws_sdk_lambda::config::ProvideCredentials;
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        let sdk = super::lambda_sdk_config(env(&[
+            ("AWS_REGION", "eu-west-1"),
+            ("AWS_DEFAULT_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "ASIAEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "secret"),
+            ("AWS_SESSION_TOKEN", "token"),
+        ]));
+        assert_eq!(sdk.region().map(|r| r.as_ref()), Some("eu-west-1"));
+        assert!(sdk.behavior_version().is_some());
+        assert!(sdk.http_client().is_some());
+        let creds = sdk
+            .credentials_provider()
+            .expect("a provider")
+            .provide_credentials()
+            .await
+            .expect("credentials");
+        assert_eq!(creds.access_key_id(), "ASIAEXAMPLE");
+        assert_eq!(creds.secret_access_key(), "secret");
+        assert_eq!(creds.session_token(), Some("token"));
+
+        // AWS_DEFAULT_REGION when AWS_REGION is unset; no credentials, no provider.
+        let sdk = super::lambda_sdk_config(env(&[
+            ("AWS_REGION", ""),
+            ("AWS_DEFAULT_REGION", "ap-south-1"),
+            ("AWS_ACCESS_KEY_ID", "ASIAEXAMPLE"),
+        ]));
+        assert_eq!(sdk.region().map(|r| r.as_ref()), Some("ap-south-1"));
+        assert!(sdk.credentials_provider().is_none());
+        assert!(super::lambda_sdk_config(env(&[])).region().is_none());
+    }
 
     #[test]
     fn process_cache_remembers_forgets_and_starts_over_when_full() {
