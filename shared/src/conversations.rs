@@ -26,7 +26,7 @@ use crate::error::{ChatError, Result, StoreError};
 use crate::realtime::connections;
 use crate::realtime::events::ServerEvent;
 use crate::realtime::outbox;
-use crate::store::{ConversationDoc, DUPLICATE_KEY, MessageDoc, UserDoc};
+use crate::store::{ConversationDoc, DUPLICATE_KEY, MessageDoc, UserDoc, modify_or_create};
 use crate::time;
 
 pub const DEFAULT_LIMIT: u32 = 50;
@@ -423,36 +423,27 @@ pub async fn start(app: &App, me: UserId, mobile: Mobile) -> Result<Conversation
     })
 }
 
-/// Counts one lookup in the caller's current fixed window (one upsert); refuses past the
-/// limit with the time until the window ends.
+/// Counts one lookup in the caller's current fixed window (one round trip, two the first
+/// time: [`modify_or_create`]); refuses past the limit with the time until the window ends.
 async fn take_lookup(app: &App, me: UserId) -> Result<()> {
     let window_ms = i64::try_from(LOOKUP_WINDOW.as_millis()).unwrap_or(i64::MAX);
     let now_ms = time::now().timestamp_millis();
     let window = now_ms.div_euclid(window_ms);
     let ends_ms = (window + 1) * window_ms;
-    let counted = app
-        .store
-        .db
-        .collection::<Document>("rate_limits")
-        .find_one_and_update(
-            doc! { "_id": format!("lookup:{me}:{window}") },
-            doc! {
-                "$inc": { "n": 1_i64 },
-                "$setOnInsert": { "expires_at": DateTime::from_millis(ends_ms) },
-            },
-        )
-        .upsert(true)
-        .return_document(ReturnDocument::After)
-        .await?;
-    let n = counted
-        .as_ref()
-        .and_then(|d| d.get("n"))
-        .and_then(|v| match v {
-            bson::Bson::Int64(n) => Some(*n),
-            bson::Bson::Int32(n) => Some(i64::from(*n)),
-            _ => None,
-        })
-        .unwrap_or(1);
+    let id = format!("lookup:{me}:{window}");
+    let counted = modify_or_create(
+        &app.store.rate_limits.clone_with_type(),
+        &id,
+        doc! { "$inc": { "n": 1_i64 } },
+        doc! { "_id": &id, "n": 1_i64, "expires_at": DateTime::from_millis(ends_ms) },
+        "lookup limit",
+    )
+    .await?;
+    let n = match counted.get("n") {
+        Some(bson::Bson::Int64(n)) => *n,
+        Some(bson::Bson::Int32(n)) => i64::from(*n),
+        _ => 1,
+    };
     if n > LOOKUP_LIMIT {
         let wait_ms = u64::try_from(ends_ms - now_ms).unwrap_or(0);
         return Err(ChatError::LookupRateLimited {

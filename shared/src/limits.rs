@@ -8,12 +8,11 @@
 use std::time::Duration;
 
 use bson::doc;
-use mongodb::options::ReturnDocument;
 
 use crate::app::App;
 use crate::config::Limit;
 use crate::error::{Result, StoreError};
-use crate::store::{BucketDoc, is_duplicate_key};
+use crate::store::{BucketDoc, RateLimitDoc, is_duplicate_key, modify_or_create};
 use crate::time;
 
 /// Counts one hit on `key`. `Ok(None)` when it is within `limit`, `Ok(Some(wait))` when it
@@ -26,34 +25,22 @@ pub async fn hit(app: &App, key: &str, limit: Limit) -> Result<Option<Duration>>
     let start = now - now.rem_euclid(window_ms);
     let end = start.saturating_add(window_ms);
     let id = format!("{key}@{start}");
-    for _ in 0..3 {
-        let res = app
-            .store
-            .rate_limits
-            .find_one_and_update(
-                doc! { "_id": &id },
-                doc! {
-                    "$inc": { "hits": 1_i64 },
-                    "$setOnInsert": { "expires_at": bson::DateTime::from_millis(end) },
-                },
-            )
-            .upsert(true)
-            .return_document(ReturnDocument::After)
-            .await;
-        match res {
-            Ok(Some(doc)) => {
-                let over = u64::try_from(doc.hits).unwrap_or(0) > limit.max;
-                let wait_ms = u64::try_from(end - now).unwrap_or(0).max(1000);
-                return Ok(over.then(|| Duration::from_millis(wait_ms)));
-            }
-            Ok(None) => {}
-            // Two first hits at once: one upsert inserted; count again.
-            Err(e) if is_duplicate_key(&e) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
+    let expires_at = bson::DateTime::from_millis(end);
     // The key may name a phone number: it stays out of errors and logs.
-    Err(StoreError::LockTimeout("rate limit".to_owned()).into())
+    let counted = modify_or_create(
+        &app.store.rate_limits.clone_with_type(),
+        &id,
+        doc! { "$inc": { "hits": 1_i64 } },
+        doc! { "_id": &id, "hits": 1_i64, "expires_at": expires_at },
+        "rate limit",
+    )
+    .await?;
+    let hits = bson::from_document::<RateLimitDoc>(counted)
+        .map_err(|e| StoreError::Write(format!("rate limit: {e}")))?
+        .hits;
+    let over = u64::try_from(hits).unwrap_or(0) > limit.max;
+    let wait_ms = u64::try_from(end - now).unwrap_or(0).max(1000);
+    Ok(over.then(|| Duration::from_millis(wait_ms)))
 }
 
 /// Takes one token from the bucket `key` (capacity `limit.max`, refilled at `limit.max` per

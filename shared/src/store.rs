@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use bson::{DateTime, doc, oid::ObjectId};
+use bson::{DateTime, Document, doc, oid::ObjectId};
 use mongodb::{Collection, Database};
 use serde::{Deserialize, Serialize};
 
@@ -222,8 +222,8 @@ pub struct PollUpgradeDoc {
     pub expires_at: DateTime,
 }
 
-/// A lock document's counter alone ([`LockDoc::seq`]), for [`Store::advance_counter`] and
-/// [`Store::counter`].
+/// A lock document's counter alone ([`LockDoc::seq`]), as [`Store::advance_counter`] and
+/// [`Store::counter`] read it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct CounterDoc {
     #[serde(default)]
@@ -511,33 +511,25 @@ impl Store {
     /// Advances the counter of `key` ([`LockDoc::seq`]) by `n` without the lease; returns
     /// its new value. A key without a document gets one, as a lease that has run out.
     pub async fn advance_counter(&self, key: &str, n: i64) -> Result<i64> {
-        let counters = self.locks.clone_with_type::<CounterDoc>();
-        for _ in 0..3 {
-            let res = counters
-                .find_one_and_update(
-                    doc! { "_id": key },
-                    doc! {
-                        "$inc": { "seq": n },
-                        "$setOnInsert": {
-                            "owner": ObjectId::new(),
-                            "until": DateTime::from_millis(0),
-                            "settled": false,
-                        },
-                    },
-                )
-                .upsert(true)
-                .projection(doc! { "seq": 1 })
-                .return_document(mongodb::options::ReturnDocument::After)
-                .await;
-            match res {
-                Ok(Some(counter)) => return Ok(counter.seq),
-                Ok(None) => {}
-                // Two first writes at once: one inserted; go again.
-                Err(e) if is_duplicate_key(&e) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(StoreError::LockTimeout(format!("counter of {key}")).into())
+        // A first advance makes the document a lease that has run out, at `n`.
+        let created = doc! {
+            "_id": key,
+            "seq": n,
+            "owner": ObjectId::new(),
+            "until": DateTime::from_millis(0),
+            "settled": false,
+        };
+        let after = modify_or_create(
+            &self.locks.clone_with_type(),
+            key,
+            doc! { "$inc": { "seq": n } },
+            created,
+            &format!("counter of {key}"),
+        )
+        .await?;
+        Ok(bson::from_document::<CounterDoc>(after)
+            .map_err(|e| StoreError::Write(format!("counter of {key}: {e}")))?
+            .seq)
     }
 
     /// The counter of `key` ([`LockDoc::seq`]; 0 before it was first advanced).
@@ -631,4 +623,39 @@ impl Store {
             tracing::warn!(error = %e, key = lease.key, "could not release a lease");
         }
     }
+}
+
+/// Applies `update` to the document `_id: id` and returns it as the update left it, or, when
+/// there is none, inserts `created` (the document as that update would make it from nothing)
+/// and returns that. Each call is applied exactly once.
+///
+/// Not an upsert: under concurrent writes this database can answer an upsert whose insert
+/// collided with another's (the write then made as an update) with no document, though the
+/// write landed, so the caller cannot tell whether to count it again. A `findAndModify`
+/// without upsert and a plain insert are always answered truly. It costs one round trip when
+/// the document exists, two the first time. Gives up, as a [`StoreError::LockTimeout`] naming
+/// `what`, only if others create and delete the document over and over.
+pub async fn modify_or_create(
+    coll: &Collection<Document>,
+    id: &str,
+    update: Document,
+    created: Document,
+    what: &str,
+) -> Result<Document> {
+    for _ in 0..4 {
+        let modified = coll
+            .find_one_and_update(doc! { "_id": id }, update.clone())
+            .return_document(mongodb::options::ReturnDocument::After)
+            .await?;
+        if let Some(after) = modified {
+            return Ok(after);
+        }
+        match coll.insert_one(&created).await {
+            Ok(_) => return Ok(created),
+            // Created by another call meanwhile: modify it.
+            Err(e) if is_duplicate_key(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(StoreError::LockTimeout(what.to_owned()).into())
 }

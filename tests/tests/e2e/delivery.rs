@@ -758,3 +758,23 @@ async fn leases_taken_beside_concurrent_log_appends_are_exclusive_and_their_offs
     all.dedup();
     assert_eq!(all.len(), n, "an offset was handed out twice");
 }
+
+#[tokio::test]
+async fn first_advances_of_a_log_head_at_once_leave_no_gap_and_no_repeat() {
+    // A log head's first `$inc`s race to create its document; each must get its own offset,
+    // and the head must count each once (an offset counted twice is a hole in the log).
+    let env = TestEnv::start().await;
+    let store = &env.app().store;
+    for round in 0..20 {
+        let key = format!("inbox:{}", ObjectId::new().to_hex());
+        let mut got: Vec<i64> =
+            futures::future::join_all((0..6).map(|_| store.advance_counter(&key, 1)))
+                .await
+                .into_iter()
+                .map(|r| r.expect("advanced"))
+                .collect();
+        got.sort_unstable();
+        assert_eq!(got, (1..=6).collect::<Vec<i64>>(), "round {round}");
+        assert_eq!(store.counter(&key).await.expect("read"), 6, "round {round}");
+    }
+}

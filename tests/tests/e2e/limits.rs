@@ -219,3 +219,24 @@ async fn the_connection_cap_holds_when_connections_race() {
     let _one = RawSio::login(&url, &a.token).await;
     let _two = RawSio::login(&url, &a.token).await;
 }
+
+#[tokio::test]
+async fn first_hits_on_a_limit_at_once_are_each_counted_exactly_once() {
+    // Six first hits on a new window at once, limit five: exactly one is over. (This
+    // database can answer an upsert that raced another's insert with no document though its
+    // write landed; counting it again would refuse two.)
+    let env = TestEnv::start().await;
+    let app = env.app();
+    let limit = shared::config::Limit::per(5, 3600);
+    for round in 0..20 {
+        let key = format!("first-hits-{round}-{}", bson::oid::ObjectId::new().to_hex());
+        let answers =
+            futures::future::join_all((0..6).map(|_| shared::limits::hit(app, &key, limit))).await;
+        let over = answers
+            .into_iter()
+            .map(|a| a.expect("counted"))
+            .filter(Option::is_some)
+            .count();
+        assert_eq!(over, 1, "round {round}: six hits on a limit of five");
+    }
+}
