@@ -51,14 +51,18 @@ stop_gateway() { kill "$gw_pid" 2>/dev/null; wait "$gw_pid" 2>/dev/null || true;
 cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }
 ticks=$(getconf CLK_TCK)
 # Runs chat-load ($1: report name, $2: server port, $3: server pid, rest: settings) and
-# writes the server's and the database's CPU over the run to cpu-<name>.json.
+# writes the server's, the database's and chat-load's own CPU over the run to cpu-<name>.json
+# (chat-load's from bash's `time`: its user and system seconds, logins and connects included).
 measured() {
   local name=$1 port=$2 pid=$3; shift 3
-  local s0 d0
+  local s0 d0 load_cpu
   s0=$(cpu "$pid"); d0=$(cpu "$db_pid")
-  target/release/chat-load --http "http://127.0.0.1:${port}" --ws "ws://127.0.0.1:${port}/socket.io/" \
-    --duration 300 --json "$out/load-$name.json" "$@" || echo "chat-load $name reported loss, duplicates, reordering or errors"
-  echo "{\"server_ticks\": $(( $(cpu "$pid") - s0 )), \"db_ticks\": $(( $(cpu "$db_pid") - d0 )), \"ticks_per_second\": $ticks}" \
+  local TIMEFORMAT='%3U %3S'
+  { time target/release/chat-load --http "http://127.0.0.1:${port}" --ws "ws://127.0.0.1:${port}/socket.io/" \
+    --duration 300 --json "$out/load-$name.json" "$@" 2>&4 \
+    || echo "chat-load $name reported loss, duplicates, reordering or errors"; } 4>&2 2> "$work/load-cpu-$name"
+  load_cpu=$(awk 'END { printf "%.3f", $1 + $2 }' "$work/load-cpu-$name")
+  echo "{\"server_ticks\": $(( $(cpu "$pid") - s0 )), \"db_ticks\": $(( $(cpu "$db_pid") - d0 )), \"ticks_per_second\": $ticks, \"load_cpu_seconds\": ${load_cpu:-null}}" \
     > "$out/cpu-$name.json"
 }
 

@@ -38,13 +38,13 @@ print("## Load: chat-load against the local gateway\n")
 print("`chat-load` logs every user in over REST, connects each with the Socket.IO protocol (websocket, `auth: {token}`), pairs them into conversations and sends `send_message`; latency is from the sender's emit to the recipient's `message`.\n")
 RUNS = ["100-paced", "100-flat", "200x20", "1000-light", "1000x10", "1000-paced", "1000-flat"]
 print("Each run goes against this project (`ours`: the local gateway with the functions) and against the seed's own stack (`seed`: `bench/seed/app.py`, FastAPI + python-socketio + motor under uvicorn with one worker, the seed README's design), on the same database server, with the same `chat-load` settings.\n")
-print("| run | stack | connections | messages | rate per user | connect all | delivered/s | p50 ms | p90 ms | p99 ms | max ms | lost | dup | reordered | errors | busy, retried | server CPU ms/msg | database CPU ms/msg |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+print("| run | stack | connections | messages | rate per user | connect all | delivered/s | p50 ms | p90 ms | p99 ms | max ms | lost | dup | reordered | errors | busy, retried | server CPU ms/msg | database CPU ms/msg | chat-load CPU ms/msg |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for name in RUNS:
     for stack, prefix in [("ours", ""), ("seed", "seed-")]:
         r = load(f"load-{prefix}{name}.json")
         if not r:
-            print(f"| {name} | {stack} | (not run) ||||||||||||||||")
+            print(f"| {name} | {stack} | (not run) |||||||||||||||||")
             continue
         l = r["latency"]
         rate = f"{r['target_rate_per_user']}/s" if r["target_rate_per_user"] else "flat out"
@@ -52,8 +52,10 @@ for name in RUNS:
         if c and r["delivered"]:
             per = 1000.0 / c["ticks_per_second"] / r["delivered"]
             cpu = f"{c['server_ticks'] * per:.2f} | {c['db_ticks'] * per:.2f}"
+            lc = c.get("load_cpu_seconds")
+            cpu += f" | {lc * 1000 / r['delivered']:.2f}" if lc is not None else " | "
         else:
-            cpu = "| "
+            cpu = "| | "
         print(f"| {name} | {stack} | {r['connections']} | {r['sent']} | {rate} | {r['connect_all_seconds']:.2f} s | {r['delivered_per_second']:.0f} | {l['p50_ms']:.1f} | {l['p90_ms']:.1f} | {l['p99_ms']:.1f} | {l['max_ms']:.1f} | {r['lost']} | {r['duplicated']} | {r['reordered']} | {r['errors']} | {r.get('retried', 0)} | {cpu} |")
 print()
 print("Ratios, ours against the seed's stack (goal: at least 3× its messages/s, at most ½ its p99):\n")
@@ -66,8 +68,43 @@ for name in RUNS:
     else:
         print(f"| {name} | (not run) | |")
 print()
+
+def cpu_per_message(prefix, name):
+    """(server, database, chat-load) CPU ms per delivered message, or None."""
+    r, c = load(f"load-{prefix}{name}.json"), load(f"cpu-{prefix}{name}.json")
+    if not (r and c and r["delivered"] and c.get("load_cpu_seconds") is not None):
+        return None
+    per = 1000.0 / c["ticks_per_second"] / r["delivered"]
+    return c["server_ticks"] * per, c["db_ticks"] * per, c["load_cpu_seconds"] * 1000 / r["delivered"]
+
+
+budget = []
+cores = os.cpu_count() or 1
+for name in RUNS:
+    a, b = load(f"load-{name}.json"), load(f"load-seed-{name}.json")
+    ours, seed = cpu_per_message("", name), cpu_per_message("seed-", name)
+    if not (a and b and ours and seed and b["target_rate_per_user"] is None):
+        continue
+    rate = b["delivered_per_second"]
+    at_3x = cores * 1000 / (3 * rate)
+    budget.append((name, rate, seed, sum(seed) * rate / (cores * 1000), at_3x, ours, at_3x - ours[2]))
+if budget:
+    print(f"The CPU budget of the goal, from the same runs. Everything shares the {cores} cores: the server, the database and the load generator. A stack delivering `rate` messages/s can spend at most {cores} × 1,000 ÷ `rate` ms of CPU per message, all processes together, before the cores run out.\n")
+    print("| run (flat out) | seed msg/s | seed CPU ms/msg (server + database + chat-load) | cores the seed's run used | 3× the seed, msg/s | CPU ms/msg available at 3× | chat-load's own ms/msg (ours) | left for server and database at 3× | ours now, server + database |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, rate, seed, used, at_3x, ours, left in budget:
+        print(f"| {name} | {rate:.0f} | {seed[0]:.2f} + {seed[1]:.2f} + {seed[2]:.2f} | {used * 100:.0f} % | {3 * rate:.0f} | {at_3x:.2f} | {ours[2]:.2f} | {left:.2f} | {ours[0] + ours[1]:.2f} |")
+    print()
+    for name, rate, seed, used, at_3x, ours, left in budget:
+        seed_work = seed[0] + seed[1]
+        ours_work = ours[0] + ours[1]
+        # The goal's own CPU targets: 0.3 ms a message in the server and 0.3 in the database.
+        at_targets = cores * 1000 / (0.3 + 0.3 + ours[2])
+        print(f"- {name}: at 3× the seed's rate, {max(left, 0):.2f} ms per message is left for the server and the database together, {left / seed_work:.2f} of what the seed's own server and database spend ({seed_work:.2f} ms) and {left / ours_work:.2f} of what ours spend ({ours_work:.2f} ms). A stack meeting the goal's CPU targets exactly (0.3 ms in the server, 0.3 in the database) would be limited by these cores to {at_targets:.0f} messages/s, {at_targets / rate:.2f}× the seed.")
+    print()
+
 print("Commands: `chat-load --users 100 --messages 50 --rate 5`, `--users 100 --messages 50`, `--users 200 --messages 20`, `--users 1000 --messages 10 --rate 0.2`, `--users 1000 --messages 10`, `--users 1000 --messages 20 --rate 1`, `--users 1000 --messages 20` (each against a fresh database and a fresh server).\n")
-print("Reading the table: CPU is each process's `utime + stime` from `/proc/<pid>/stat` before and after the run, divided by the messages delivered (the server is the local gateway with every function in it, or the seed's uvicorn). `busy, retried` counts sends the server turned away with `busy` (a recipient's inbox stayed held past the wait) that chat-load sent again with the same `client_id`, which the server stores once; they are not errors and nothing was lost. Every process shares the 2 cores, so a run that offers more than the stack can take queues, and latency becomes waiting time.\n")
+print("Reading the table: CPU is each process's `utime + stime` from `/proc/<pid>/stat` before and after the run, divided by the messages delivered (the server is the local gateway with every function in it, or the seed's uvicorn); chat-load's own is its user and system time from bash's `time` (its logins and connects included), divided the same way. `busy, retried` counts sends the server turned away with `busy` (a recipient's inbox stayed held past the wait) that chat-load sent again with the same `client_id`, which the server stores once; they are not errors and nothing was lost. Every process shares the 2 cores, so a run that offers more than the stack can take queues, and latency becomes waiting time.\n")
 
 rt = load("roundtrips.json")
 rt15 = load("roundtrips-15ms.json")
