@@ -765,7 +765,7 @@ async fn first_advances_of_a_log_head_at_once_leave_no_gap_and_no_repeat() {
     // and the head must count each once (an offset counted twice is a hole in the log).
     let env = TestEnv::start().await;
     let store = &env.app().store;
-    for round in 0..20 {
+    for round in 0..150 {
         let key = format!("inbox:{}", ObjectId::new().to_hex());
         let mut got: Vec<i64> =
             futures::future::join_all((0..6).map(|_| store.advance_counter(&key, 1)))
