@@ -435,8 +435,8 @@ async fn take_lookup(app: &App, me: UserId) -> Result<()> {
         &app.store.rate_limits.clone_with_type(),
         &id,
         doc! { "$inc": { "n": 1_i64 } },
-        doc! { "_id": &id, "n": 1_i64, "expires_at": DateTime::from_millis(ends_ms) },
-        "lookup limit",
+        || doc! { "_id": &id, "n": 1_i64, "expires_at": DateTime::from_millis(ends_ms) },
+        || "lookup limit".to_owned(),
     )
     .await?;
     let n = match counted.get("n") {

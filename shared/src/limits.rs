@@ -31,8 +31,8 @@ pub async fn hit(app: &App, key: &str, limit: Limit) -> Result<Option<Duration>>
         &app.store.rate_limits.clone_with_type(),
         &id,
         doc! { "$inc": { "hits": 1_i64 } },
-        doc! { "_id": &id, "hits": 1_i64, "expires_at": expires_at },
-        "rate limit",
+        || doc! { "_id": &id, "hits": 1_i64, "expires_at": expires_at },
+        || "rate limit".to_owned(),
     )
     .await?;
     let hits = bson::from_document::<RateLimitDoc>(counted)

@@ -511,20 +511,21 @@ impl Store {
     /// Advances the counter of `key` ([`LockDoc::seq`]) by `n` without the lease; returns
     /// its new value. A key without a document gets one, as a lease that has run out.
     pub async fn advance_counter(&self, key: &str, n: i64) -> Result<i64> {
-        // A first advance makes the document a lease that has run out, at `n`.
-        let created = doc! {
-            "_id": key,
-            "seq": n,
-            "owner": ObjectId::new(),
-            "until": DateTime::from_millis(0),
-            "settled": false,
-        };
         let after = modify_or_create(
             &self.locks.clone_with_type(),
             key,
             doc! { "$inc": { "seq": n } },
-            created,
-            &format!("counter of {key}"),
+            // A first advance makes the document a lease that has run out, at `n`.
+            || {
+                doc! {
+                    "_id": key,
+                    "seq": n,
+                    "owner": ObjectId::new(),
+                    "until": DateTime::from_millis(0),
+                    "settled": false,
+                }
+            },
+            || format!("counter of {key}"),
         )
         .await?;
         Ok(bson::from_document::<CounterDoc>(after)
@@ -626,7 +627,7 @@ impl Store {
 }
 
 /// Applies `update` to the document `_id: id` and returns it as the update left it, or, when
-/// there is none, inserts `created` (the document as that update would make it from nothing)
+/// there is none, inserts `created()` (the document as that update would make it from nothing)
 /// and returns that. Each call is applied exactly once.
 ///
 /// Not an upsert: under concurrent writes this database can answer an upsert whose insert
@@ -634,13 +635,14 @@ impl Store {
 /// write landed, so the caller cannot tell whether to count it again. A `findAndModify`
 /// without upsert and a plain insert are always answered truly. It costs one round trip when
 /// the document exists, two the first time. Gives up, as a [`StoreError::LockTimeout`] naming
-/// `what`, only if others create and delete the document over and over.
+/// `what()`, only if others create and delete the document over and over. `created` and `what`
+/// are called only when needed, so the common case builds neither.
 pub async fn modify_or_create(
     coll: &Collection<Document>,
     id: &str,
     update: Document,
-    created: Document,
-    what: &str,
+    created: impl Fn() -> Document,
+    what: impl FnOnce() -> String,
 ) -> Result<Document> {
     for _ in 0..4 {
         let modified = coll
@@ -650,6 +652,7 @@ pub async fn modify_or_create(
         if let Some(after) = modified {
             return Ok(after);
         }
+        let created = created();
         match coll.insert_one(&created).await {
             Ok(_) => return Ok(created),
             // Created by another call meanwhile: modify it.
@@ -657,5 +660,5 @@ pub async fn modify_or_create(
             Err(e) => return Err(e.into()),
         }
     }
-    Err(StoreError::LockTimeout(what.to_owned()).into())
+    Err(StoreError::LockTimeout(what()).into())
 }
